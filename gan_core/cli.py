@@ -1,0 +1,180 @@
+"""Command line: `python -m gan_core train | sample | list` — the engine without the web app."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import export, storage
+from .config import ConfigError
+from .data import DATASETS, DataError
+from .losses import LOSSES
+from .models import ARCHS
+from .presets import PRESETS, resolve
+from .run import format_elapsed, resume_run, start_run
+from .sampling import generate, latents, load_sampler
+
+
+class UsageError(Exception):
+    """Bad command-line input: printed as one line, exit code 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line on stderr, exit 2 (argparse would print the usage too)
+        raise UsageError(message)
+
+
+def d_iters_arg(text: str) -> tuple[int | None, bool]:
+    """'5' -> five D updates; 'warmup' or 'warmup:5' -> the Keras schedule around a base of 5."""
+    name, _, base = text.partition(":")
+    if name == "warmup":
+        return (int(base) if base else 5), True
+    try:
+        return int(text), False
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"d-iters {text!r} is not a number or 'warmup[:K]'") from None
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="python -m gan_core", description="Train GANs, sample from them, list what exists.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    train = sub.add_parser("train", help="train a GAN; prints the run folder's path as its last line")
+    train.add_argument("--preset", help="a reference design or toy (see `list`)")
+    for flag, kind in [("--arch", str), ("--loss", str), ("--dataset", str), ("--iterations", int),
+                       ("--batch-size", int), ("--lr-g", float), ("--lr-d", float), ("--flip-prob", float),
+                       ("--z-dim", int), ("--sample-every", int), ("--seed", int), ("--threads", int),
+                       ("--optimizer", str), ("--beta1", float), ("--beta2", float), ("--clip-value", float),
+                       ("--checkpoint-every", int), ("--data-dir", str)]:  # fmt: skip
+        train.add_argument(flag, type=kind)
+    train.add_argument("--d-iters", type=d_iters_arg, help="D updates per G update, or warmup[:K]")
+    train.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
+    train.add_argument("--runs-dir", help="default: $GAN_RUNS_DIR or ./runs")
+    train.add_argument("--name", help="run folder name (default: time, preset, data set)")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue this run up to --iterations in total")
+    sample = sub.add_parser("sample", help="export samples of a run: .png grid, .zip, .gif time-lapse, .npy")
+    sample.add_argument("run_dir")
+    sample.add_argument("--n", type=int, default=25)
+    sample.add_argument("--out", required=True)
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--class", dest="class_index", type=int)
+    sample.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda", "mps"])
+    sub.add_parser("list", help="architectures, losses, data sets, presets")
+    return parser
+
+
+# ---- train
+
+
+def train(args) -> int:
+    if args.resume:
+        run = resume_run(args.resume, iterations=args.iterations, device=args.device)
+    else:
+        d_iters, d_warmup = args.d_iters if args.d_iters else (None, None)
+        config, knobs = resolve(
+            args.preset, arch=args.arch, loss=args.loss, dataset=args.dataset, iterations=args.iterations,
+            batch_size=args.batch_size, lr_g=args.lr_g, lr_d=args.lr_d, flip_prob=args.flip_prob,
+            d_iters=d_iters, d_warmup=d_warmup, z_dim=args.z_dim, sample_every=args.sample_every,
+            seed=args.seed, device=args.device, threads=args.threads, optimizer=args.optimizer,
+            beta1=args.beta1, beta2=args.beta2, clip_value=args.clip_value,
+            checkpoint_every=args.checkpoint_every, data_dir=args.data_dir,
+        )  # fmt: skip
+        run = start_run(config, knobs, runs_dir=args.runs_dir, name=args.name)
+    print(f"run {run.run_dir} on {run.device}", file=sys.stderr)
+    code = _follow(run)
+    print(run.run_dir)
+    return code
+
+
+def _follow(run) -> int:
+    """Show progress until the run ends; Ctrl-C stops it cleanly (checkpoint and metrics saved)."""
+    try:
+        while not run.wait(timeout=2.0):
+            _progress(run.snapshot())
+    except KeyboardInterrupt:
+        print("\nstopping ...", file=sys.stderr)
+        run.stop()
+    snap = run.snapshot()
+    _progress(snap)
+    print(f"{snap.status}: {snap.reason}", file=sys.stderr)
+    return {"finished": 0, "stopped": 130}.get(snap.status, 1)
+
+
+def _progress(snap) -> None:
+    if not len(snap.history["iteration"]):
+        return
+    h = {k: float(v[-1]) for k, v in snap.history.items()}
+    print(
+        f"iter {int(h['iteration'])}/{snap.target}  epoch {int(h['epoch'])}  score_g {h['score_g']:.3f}  "
+        f"score_d {h['score_d']:.3f}  loss_g {h['loss_g']:.3f}  loss_d {h['loss_d']:.3f}  "
+        f"{snap.images_per_s:,.0f} img/s  {format_elapsed(h['elapsed_s'])}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+# ---- sample
+
+
+def sample(args) -> int:
+    out = Path(args.out)
+    suffix = out.suffix.lower()
+    if suffix not in (".png", ".zip", ".gif", ".npy"):
+        raise UsageError(f"--out {args.out!r} has an unknown type: allowed .png, .zip, .gif, .npy")
+    if not 1 <= args.n <= 100_000:
+        raise UsageError(f"--n {args.n} is out of range: allowed [1, 100000]")
+    if suffix == ".gif":  # the run's own grids, not new samples
+        storage.atomic_write(out, export.gif_bytes(Path(args.run_dir)))
+        return 0
+    sampler = load_sampler(args.run_dir, args.device)
+    z, labels = latents(sampler, args.n, args.seed, args.class_index)
+    samples = generate(sampler, z, labels)
+    if suffix == ".npy":
+        data = export.npy_bytes(samples)
+    elif sampler.points:
+        if suffix == ".zip":
+            raise UsageError("a 2-D run has no images to zip: export .png (a scatter) or .npy (the points)")
+        data = export.png_bytes(export.points_image(samples.new_empty(0, 2).numpy(), samples.numpy(), None,
+                                                    sampler.bounds or 3.0))  # fmt: skip
+    elif suffix == ".zip":
+        data = export.zip_bytes(samples)
+    else:
+        nrow = 10 if sampler.conditional and args.class_index is None else None
+        data = export.png_bytes(export.grid_image(samples, nrow))
+    storage.atomic_write(out, data)
+    print(out)
+    return 0
+
+
+# ---- list
+
+
+def list_all(_args) -> int:
+    sections = [
+        ("architectures", {k: v.description for k, v in ARCHS.items()}),
+        ("losses", {k: v.description for k, v in LOSSES.items()}),
+        ("data sets", {k: v.description for k, v in DATASETS.items()} | {"folder:PATH": "any folder of images"}),
+        ("presets", {k: v["description"] for k, v in PRESETS.items()}),
+    ]
+    for title, entries in sections:
+        print(f"{title}:")
+        for name, text in entries.items():
+            print(f"  {name:<14} {text}")
+    return 0
+
+
+def main(argv=None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return {"train": train, "sample": sample, "list": list_all}[args.command](args)
+    except (UsageError, ConfigError, DataError) as exc:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        print(f"error: {exc.filename or exc}: no such file", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""Run configuration: what is fixed at start (RunConfig) and what may change mid-run (Knobs)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, fields
+
+
+class ConfigError(ValueError):
+    """A value out of range or an incompatible choice; the message is one line naming both."""
+
+
+OPTIMIZERS = ("adam", "rmsprop", "sgd")
+LR_SCHEDULES = ("constant", "staircase")  # staircase: x0.95 every 500 iterations (TensorFlow cDCGAN)
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def check_range(name: str, value, low, high, *, low_open: bool = False, integer: bool = False) -> None:
+    """Raise ConfigError unless low <= value <= high (low < value when low_open)."""
+    if integer and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ConfigError(f"{name} must be a whole number, got {value!r}")
+    if not integer and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise ConfigError(f"{name} must be a number, got {value!r}")
+    below = value <= low if low_open else value < low
+    if below or value > high or value != value:
+        bracket = "(" if low_open else "["
+        raise ConfigError(f"{name} {value!r} is out of range: allowed {bracket}{low:g}, {high:g}]")
+
+
+def check_choice(name: str, value, allowed) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name} {value!r} is unknown: allowed {', '.join(map(str, allowed))}")
+
+
+@dataclass(frozen=True)
+class Knobs:
+    """What the user may change while a run trains; read once per iteration by the training thread."""
+
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    flip_prob: float = 0.0  # each real sample's D target flipped with this probability (MATLAB)
+    d_iters: int = 1  # discriminator updates per generator update
+    d_warmup: bool = False  # Keras schedule: 100 D updates when it % 1000 < 25 or it % 500 == 0
+
+    def __post_init__(self):
+        check_range("lr_g", self.lr_g, 0, 1)
+        check_range("lr_d", self.lr_d, 0, 1)
+        check_range("flip_prob", self.flip_prob, 0, 1)
+        check_range("d_iters", self.d_iters, 1, 1000, integer=True)
+        if not isinstance(self.d_warmup, bool):
+            raise ConfigError(f"d_warmup must be true or false, got {self.d_warmup!r}")
+
+    def d_iters_at(self, iteration: int) -> int:
+        """D updates for this (1-based) generator iteration, the warm-up schedule applied."""
+        it = iteration - 1  # the Keras loop counts from 0
+        if self.d_warmup and (it % 1000 < 25 or it % 500 == 0):
+            return 100
+        return self.d_iters
+
+    def replace(self, **changes) -> Knobs:
+        unknown = set(changes) - {f.name for f in fields(self)}
+        if unknown:
+            raise ConfigError(f"unknown knob {sorted(unknown)[0]!r}: allowed {', '.join(knob_names())}")
+        return dataclasses.replace(self, **changes)
+
+
+def knob_names() -> list[str]:
+    return [f.name for f in fields(Knobs)]
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything fixed at run start; with Knobs, enough to repeat a run."""
+
+    arch: str = "dcgan28"
+    loss: str = "bce"
+    dataset: str = "digits"
+    preset: str | None = None
+    iterations: int = 2000  # the run's total
+    batch_size: int = 64
+    z_dim: int = 100
+    optimizer: str = "adam"
+    beta1: float = 0.5
+    beta2: float = 0.999
+    lr_schedule: str = "constant"
+    g_steps: int = 1  # generator updates per iteration on the same z (CNTK: 2)
+    clip_value: float | None = None  # critic weight clipping (wasserstein only)
+    hflip: bool = False  # random horizontal flip of real images
+    sample_every: int = 100
+    n_fixed: int | None = None  # fixed latents; None: 25, 10 per class (conditional), 512 (2-D)
+    seed: int = 0
+    device: str = "auto"
+    threads: int | None = None  # torch intra-op threads on CPU; None: all cores
+    checkpoint_every: int = 1000
+    data_dir: str = "data"
+
+    def __post_init__(self):
+        check_range("iterations", self.iterations, 1, 100_000_000, integer=True)
+        check_range("batch_size", self.batch_size, 1, 65_536, integer=True)
+        check_range("z_dim", self.z_dim, 1, 4096, integer=True)
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_range("beta1", self.beta1, 0, 0.9999)
+        check_range("beta2", self.beta2, 0, 0.9999)
+        check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        check_range("g_steps", self.g_steps, 1, 10, integer=True)
+        if self.clip_value is not None:
+            check_range("clip_value", self.clip_value, 0, 10, low_open=True)
+        check_range("sample_every", self.sample_every, 1, 10_000_000, integer=True)
+        if self.n_fixed is not None:
+            check_range("n_fixed", self.n_fixed, 1, 4096, integer=True)
+        check_range("seed", self.seed, 0, 2**63 - 1, integer=True)
+        check_choice("device", self.device, DEVICES)
+        if self.threads is not None:
+            check_range("threads", self.threads, 1, 256, integer=True)
+        check_range("checkpoint_every", self.checkpoint_every, 1, 100_000_000, integer=True)
+
+    def replace(self, **changes) -> RunConfig:
+        unknown = set(changes) - {f.name for f in fields(self)}
+        if unknown:
+            raise ConfigError(f"unknown setting {sorted(unknown)[0]!r}")
+        return dataclasses.replace(self, **changes)
+
+
+# ---- JSON
+
+
+def to_json(config: RunConfig, knobs: Knobs) -> str:
+    return json.dumps({"config": dataclasses.asdict(config), "knobs": dataclasses.asdict(knobs)}, indent=2)
+
+
+def from_dict(data: dict) -> tuple[RunConfig, Knobs]:
+    """Inverse of to_json (after json.loads); unknown keys from newer versions are ignored."""
+    config_keys = {f.name for f in fields(RunConfig)}
+    knob_keys = {f.name for f in fields(Knobs)}
+    config = RunConfig(**{k: v for k, v in data["config"].items() if k in config_keys})
+    knobs = Knobs(**{k: v for k, v in data["knobs"].items() if k in knob_keys})
+    return config, knobs

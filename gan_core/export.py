@@ -1,0 +1,116 @@
+"""Images out of a run: sample grids, 2-D scatter pictures, PNG/ZIP/GIF/NPY exports."""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+from torchvision.utils import make_grid
+
+from .storage import atomic_write
+
+# ---- images
+
+
+def to_uint8(samples: torch.Tensor) -> np.ndarray:
+    """(N, C, H, W) in [-1, 1] -> uint8 (N, H, W, C)."""
+    x = ((samples.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return x.permute(0, 2, 3, 1).numpy()
+
+
+def grid_image(samples: torch.Tensor, nrow: int | None = None) -> np.ndarray:
+    """A tile of samples in [-1, 1] as uint8 (H, W, 3), nrow images a row (default: a square)."""
+    nrow = nrow or math.ceil(math.sqrt(len(samples)))
+    grid = make_grid(samples.detach().float().cpu().clamp(-1, 1), nrow=nrow, padding=2, normalize=True,
+                     value_range=(-1, 1))  # fmt: skip
+    return grid.mul(255).add(0.5).clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image.squeeze(-1) if image.ndim == 3 and image.shape[-1] == 1 else image).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def save_png(image: np.ndarray, path: Path) -> None:
+    atomic_write(Path(path), png_bytes(image))
+
+
+def _colour(field: np.ndarray) -> np.ndarray:
+    """D's probability -> RGB: purple where D says fake, green where it says real (as GAN Lab)."""
+    fake, real = np.array([222, 203, 228], np.float32), np.array([204, 235, 197], np.float32)
+    t = field[..., None].astype(np.float32)
+    return (fake * (1 - t) + real * t).astype(np.uint8)
+
+
+def points_image(real: np.ndarray, fake: np.ndarray, field: np.ndarray | None, bounds: float,
+                 size: int = 400) -> np.ndarray:  # fmt: skip
+    """2-D data: D's output as a heat-map, real points in green, generated ones in purple; uint8 (H, W, 3)."""
+    if field is None:
+        canvas = Image.new("RGB", (size, size), "white")
+    else:  # field rows run from y = -bounds (bottom of the picture) to +bounds
+        canvas = Image.fromarray(_colour(np.flipud(field))).resize((size, size), Image.BILINEAR)
+    draw = ImageDraw.Draw(canvas)
+    for points, colour in ((real, (27, 120, 55)), (fake, (118, 42, 131))):
+        pixels = (np.asarray(points, np.float32) / bounds + 1) * size / 2
+        for x, y in pixels[:, :2]:
+            draw.ellipse((x - 2, size - y - 2, x + 2, size - y + 2), fill=colour)
+    return np.asarray(canvas)
+
+
+# ---- exports
+
+
+def zip_bytes(samples: torch.Tensor, progress: Callable[[float], None] | None = None) -> bytes:
+    """Each sample as its own PNG (sample_00000.png ...) in one ZIP."""
+    images = to_uint8(samples)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:  # PNGs are compressed already
+        for i, image in enumerate(images):
+            archive.writestr(f"sample_{i:05d}.png", png_bytes(image))
+            if progress is not None and (i % 100 == 0 or i == len(images) - 1):
+                progress((i + 1) / len(images))
+    return buffer.getvalue()
+
+
+def sample_grids(run_dir: Path) -> list[tuple[int, Path]]:
+    """The run's saved grids as (iteration, path), in order."""
+    found = []
+    for path in (Path(run_dir) / "samples").glob("iter_*.png"):
+        match = re.fullmatch(r"iter_(\d+)\.png", path.name)
+        if match:
+            found.append((int(match.group(1)), path))
+    return sorted(found)
+
+
+def gif_bytes(run_dir: Path, max_frames: int = 300, frame_ms: int = 200) -> bytes:
+    """The run's grids as an animated GIF, each frame captioned with its iteration."""
+    grids = sample_grids(run_dir)
+    if not grids:
+        raise ValueError(f"{run_dir} has no sample grids yet")
+    if len(grids) > max_frames:
+        grids = [grids[round(i)] for i in np.linspace(0, len(grids) - 1, max_frames)]
+    frames = [_captioned(Image.open(path).convert("RGB"), f"Iteration {it}") for it, path in grids]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:], duration=frame_ms, loop=0)
+    return buffer.getvalue()
+
+
+def _captioned(image: Image.Image, caption: str) -> Image.Image:
+    framed = Image.new("RGB", (image.width, image.height + 16), "white")
+    framed.paste(image, (0, 16))
+    ImageDraw.Draw(framed).text((4, 2), caption, fill="black")
+    return framed
+
+
+def npy_bytes(samples: torch.Tensor) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, samples.detach().float().cpu().clamp(-1, 1).numpy().astype(np.float32))
+    return buffer.getvalue()

@@ -1,0 +1,327 @@
+"""The five reference GAN architectures (generator and discriminator pairs) and their registry, ARCHS."""
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a model pair is built for: latent size, one sample's shape and the number of classes."""
+
+    z_dim: int
+    data_shape: tuple[int, ...]  # (C, H, W) for images, (2,) for 2-D points
+    num_classes: int  # K (>= 1)
+
+
+# ---- wrappers shared by all architectures
+
+
+class Generator(nn.Module):
+    """generator(z, labels) -> samples (B, *data_shape) in [-1, 1]; labels are ignored when unconditional."""
+
+    def __init__(self, layers: nn.Module, data_shape: tuple[int, ...], label_input: nn.Module | None = None):
+        super().__init__()
+        self.data_shape = tuple(data_shape)
+        self.label_input = label_input
+        self.layers = layers
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        h = z if self.label_input is None else self.label_input(z, labels)
+        return self.layers(h).reshape(len(z), *self.data_shape)
+
+
+class Discriminator(nn.Module):
+    """discriminator(x, labels) -> (logit (B,), class_logits (B, K) or None)."""
+
+    def __init__(
+        self, features: nn.Module, head: nn.Module, class_head: nn.Module | None = None, label_planes=0
+    ):
+        super().__init__()
+        self.label_planes = label_planes  # K when the labels enter as K one-hot image planes, else 0
+        self.features = features
+        self.head = head
+        self.class_head = class_head
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None):
+        if self.label_planes:
+            planes = one_hot(labels, self.label_planes, x.dtype)[:, :, None, None]  # (B, K, 1, 1)
+            x = torch.cat([x, planes.expand(-1, -1, *x.shape[2:])], dim=1)  # (B, C + K, H, W)
+        h = self.features(x)
+        class_logits = None if self.class_head is None else self.class_head(h)
+        return self.head(h).reshape(len(x)), class_logits
+
+
+class OneHotInput(nn.Module):
+    """z (B, z_dim) and labels (B,) -> (B, z_dim + K, 1, 1): the cDCGAN generator's input."""
+
+    def __init__(self, num_classes: int):
+        super().__init__()
+        self.num_classes = num_classes
+
+    def forward(self, z, labels):
+        return torch.cat([z, one_hot(labels, self.num_classes, z.dtype)], dim=1)[:, :, None, None]
+
+
+class EmbeddingInput(nn.Module):
+    """h = z * embedding(labels), element-wise: the Keras ACGAN generator's input (B, z_dim)."""
+
+    def __init__(self, num_classes: int, z_dim: int):
+        super().__init__()
+        self.embedding = nn.Embedding(num_classes, z_dim)
+
+    def forward(self, z, labels):
+        return z * self.embedding(require_labels(labels))
+
+
+class ScaledSigmoid(nn.Module):
+    """2 * sigmoid(x) - 1: the CNTK sigmoid output for [0, 1] pixels, rescaled to our [-1, 1] data.
+
+    The same function up to the affine data rescale x -> 2x - 1, so the design is unchanged.
+    """
+
+    def forward(self, x):
+        return 2 * torch.sigmoid(x) - 1
+
+
+# ---- small helpers
+
+
+def require_labels(labels: torch.Tensor | None) -> torch.Tensor:
+    """Conditional models cannot run without labels; say so instead of failing inside a layer."""
+    if labels is None:
+        raise ValueError("this model is conditional: pass labels, an int64 tensor of shape (B,)")
+    return labels
+
+
+def one_hot(labels: torch.Tensor | None, num_classes: int, dtype: torch.dtype) -> torch.Tensor:
+    return F.one_hot(require_labels(labels), num_classes).to(dtype)  # (B, K)
+
+
+def image_channels(spec: ModelSpec, size: int, arch: str) -> int:
+    """The channel count of a (C, size, size) data shape; ValueError for any other shape."""
+    shape = tuple(spec.data_shape)
+    if len(shape) != 3 or shape[1:] != (size, size) or shape[0] < 1:
+        raise ValueError(f"{arch} needs data_shape (C, {size}, {size}), got {shape}")
+    return shape[0]
+
+
+def lrelu() -> nn.Module:
+    return nn.LeakyReLU(0.2)
+
+
+def upconv5(c_in: int, c_out: int) -> nn.Module:
+    """ConvTranspose 5x5 stride 2 "same": (H, W) -> (2H, 2W)."""
+    return nn.ConvTranspose2d(c_in, c_out, 5, stride=2, padding=2, output_padding=1)
+
+
+def downconv5(c_in: int, c_out: int) -> nn.Module:
+    """Conv 5x5 stride 2 "same": (H, W) -> (H/2, W/2)."""
+    return nn.Conv2d(c_in, c_out, 5, stride=2, padding=2)
+
+
+WEIGHTED = (nn.Linear, nn.Conv2d, nn.ConvTranspose2d, nn.Embedding)
+normal_002 = partial(nn.init.normal_, mean=0.0, std=0.02)
+trunc_normal_002 = partial(nn.init.trunc_normal_, mean=0.0, std=0.02, a=-0.04, b=0.04)  # TF: cut at 2 std
+
+
+def initialise(model: nn.Module, weight_init: Callable, types: tuple = WEIGHTED) -> nn.Module:
+    """Draw the weights of every layer of the given types with weight_init; set their biases to 0."""
+    for module in model.modules():
+        if isinstance(module, types):
+            weight_init(module.weight)
+            if getattr(module, "bias", None) is not None:
+                nn.init.zeros_(module.bias)
+    return model
+
+
+# ---- mlp: PyTorch MLP GAN (reference 5); PyTorch's default initialisation
+
+
+def mlp_generator(spec: ModelSpec) -> nn.Module:
+    size = math.prod(spec.data_shape)  # C*28*28 for images, 2 for points
+    layers = nn.Sequential(
+        nn.Linear(spec.z_dim, 256), nn.ReLU(),  # (B, 256)
+        nn.Linear(256, 256), nn.ReLU(),  # (B, 256)
+        nn.Linear(256, size), nn.Tanh(),  # (B, C*H*W) or (B, 2)
+    )  # fmt: skip
+    return Generator(layers, spec.data_shape)
+
+
+def mlp_discriminator(spec: ModelSpec) -> nn.Module:
+    features = nn.Sequential(
+        nn.Flatten(),  # (B, C*H*W) or (B, 2)
+        nn.Linear(math.prod(spec.data_shape), 256), lrelu(),  # (B, 256)
+        nn.Linear(256, 256), lrelu(),  # (B, 256)
+    )  # fmt: skip
+    return Discriminator(features, nn.Linear(256, 1))  # (B, 1)
+
+
+# ---- dcgan28: CNTK DCGAN (reference 1); N(0, 0.02) weights
+
+
+def dcgan28_generator(spec: ModelSpec) -> nn.Module:
+    channels = image_channels(spec, 28, "dcgan28")
+    layers = nn.Sequential(
+        nn.Linear(spec.z_dim, 1024), nn.BatchNorm1d(1024), nn.ReLU(),  # (B, 1024)
+        nn.Linear(1024, 128 * 7 * 7), nn.Unflatten(1, (128, 7, 7)),  # (B, 128, 7, 7)
+        # CNTK's Dense outputs shape (128, 7, 7) and BatchNormalization(map_rank=1) normalises per channel
+        nn.BatchNorm2d(128), nn.ReLU(),
+        upconv5(128, 128), nn.BatchNorm2d(128), nn.ReLU(),  # (B, 128, 14, 14)
+        upconv5(128, channels), ScaledSigmoid(),  # (B, C, 28, 28)
+    )  # fmt: skip
+    return initialise(Generator(layers, spec.data_shape), normal_002)
+
+
+def dcgan28_discriminator(spec: ModelSpec) -> nn.Module:
+    channels = image_channels(spec, 28, "dcgan28")
+    features = nn.Sequential(
+        nn.Conv2d(channels, 1, 5, stride=2), nn.BatchNorm2d(1), lrelu(),  # (B, 1, 12, 12): one filter, as in CNTK
+        nn.Conv2d(1, 64, 5, stride=2), nn.BatchNorm2d(64), lrelu(),  # (B, 64, 4, 4)
+        nn.Flatten(), nn.Linear(64 * 4 * 4, 1024), nn.BatchNorm1d(1024), lrelu(),  # (B, 1024)
+    )  # fmt: skip
+    return initialise(Discriminator(features, nn.Linear(1024, 1)), normal_002)  # (B, 1)
+
+
+# ---- cdcgan: TensorFlow conditional DCGAN (reference 3); truncated-normal(0, 0.02) weights
+
+
+def cdcgan_generator(spec: ModelSpec) -> nn.Module:
+    channels = image_channels(spec, 28, "cdcgan")
+    layers = nn.Sequential(  # input (B, z_dim + K, 1, 1)
+        nn.ConvTranspose2d(spec.z_dim + spec.num_classes, 256, 7), nn.BatchNorm2d(256), lrelu(),  # (B, 256, 7, 7)
+        upconv5(256, 128), nn.BatchNorm2d(128), lrelu(),  # (B, 128, 14, 14)
+        upconv5(128, channels), nn.Tanh(),  # (B, C, 28, 28)
+    )  # fmt: skip
+    generator = Generator(layers, spec.data_shape, OneHotInput(spec.num_classes))
+    return initialise(generator, trunc_normal_002)
+
+
+def cdcgan_discriminator(spec: ModelSpec) -> nn.Module:
+    channels = image_channels(spec, 28, "cdcgan")
+    features = nn.Sequential(  # input: image and K label planes, (B, C + K, 28, 28)
+        downconv5(channels + spec.num_classes, 128), lrelu(),  # (B, 128, 14, 14)
+        downconv5(128, 256), nn.BatchNorm2d(256), lrelu(),  # (B, 256, 7, 7)
+    )  # fmt: skip
+    head = nn.Conv2d(256, 1, 7)  # (B, 1, 1, 1)
+    return initialise(Discriminator(features, head, label_planes=spec.num_classes), trunc_normal_002)
+
+
+# ---- acgan-wgan: Keras Wasserstein ACGAN (reference 4)
+
+
+def acgan_generator(spec: ModelSpec) -> nn.Module:
+    channels = image_channels(spec, 28, "acgan-wgan")
+    layers = nn.Sequential(  # input h = z * embedding(y), (B, z_dim)
+        nn.Linear(spec.z_dim, 1024), lrelu(),  # (B, 1024)
+        nn.Linear(1024, 128 * 7 * 7), lrelu(), nn.Unflatten(1, (128, 7, 7)),  # (B, 128, 7, 7)
+        nn.Upsample(scale_factor=2), nn.Conv2d(128, 256, 5, padding="same"), lrelu(),  # (B, 256, 14, 14)
+        nn.Upsample(scale_factor=2), nn.Conv2d(256, 128, 5, padding="same"), lrelu(),  # (B, 128, 28, 28)
+        nn.Conv2d(128, channels, 2, padding="same"), nn.Tanh(),  # (B, C, 28, 28)
+    )  # fmt: skip
+    generator = Generator(layers, spec.data_shape, EmbeddingInput(spec.num_classes, spec.z_dim))
+    # As the Keras original: Dense and Embedding keep Keras's default glorot_uniform, convs draw N(0, 0.02)
+    initialise(generator, nn.init.xavier_uniform_, (nn.Linear, nn.Embedding))
+    return initialise(generator, normal_002, (nn.Conv2d,))
+
+
+def acgan_discriminator(spec: ModelSpec) -> nn.Module:
+    channels = image_channels(spec, 28, "acgan-wgan")
+    features = nn.Sequential(
+        nn.Conv2d(channels, 32, 3, padding=1), lrelu(), nn.MaxPool2d(2), nn.Dropout(0.3),  # (B, 32, 14, 14)
+        nn.Conv2d(32, 64, 3, padding=1), lrelu(), nn.Dropout(0.3),  # (B, 64, 14, 14)
+        nn.Conv2d(64, 128, 3, padding=1), nn.MaxPool2d(2), lrelu(), nn.Dropout(0.3),  # (B, 128, 7, 7)
+        nn.Conv2d(128, 256, 3, padding=1), lrelu(), nn.Dropout(0.3),  # (B, 256, 7, 7)
+        nn.Flatten(),  # (B, 12544)
+    )  # fmt: skip
+    critic = nn.Linear(256 * 7 * 7, 1)  # (B, 1), linear critic value
+    classes = nn.Linear(256 * 7 * 7, spec.num_classes)  # (B, K) logits; the loss applies the softmax
+    return initialise(Discriminator(features, critic, classes), normal_002)
+
+
+# ---- dcgan64: MATLAB DCGAN (reference 2); N(0, 0.02) weights
+
+
+def dcgan64_generator(spec: ModelSpec) -> nn.Module:
+    channels = image_channels(spec, 64, "dcgan64")
+    layers = nn.Sequential(
+        nn.Linear(spec.z_dim, 4 * 4 * 512), nn.Unflatten(1, (512, 4, 4)),  # project and reshape, (B, 512, 4, 4)
+        nn.ConvTranspose2d(512, 256, 5), nn.BatchNorm2d(256), nn.ReLU(),  # (B, 256, 8, 8)
+        upconv5(256, 128), nn.BatchNorm2d(128), nn.ReLU(),  # (B, 128, 16, 16)
+        upconv5(128, 64), nn.BatchNorm2d(64), nn.ReLU(),  # (B, 64, 32, 32)
+        upconv5(64, channels), nn.Tanh(),  # (B, C, 64, 64)
+    )  # fmt: skip
+    return initialise(Generator(layers, spec.data_shape), normal_002)
+
+
+def dcgan64_discriminator(spec: ModelSpec) -> nn.Module:
+    channels = image_channels(spec, 64, "dcgan64")
+    features = nn.Sequential(
+        nn.Dropout(0.5),  # on the input, (B, C, 64, 64)
+        downconv5(channels, 64), lrelu(),  # (B, 64, 32, 32)
+        downconv5(64, 128), nn.BatchNorm2d(128), lrelu(),  # (B, 128, 16, 16)
+        downconv5(128, 256), nn.BatchNorm2d(256), lrelu(),  # (B, 256, 8, 8)
+        downconv5(256, 512), nn.BatchNorm2d(512), lrelu(),  # (B, 512, 4, 4)
+    )  # fmt: skip
+    return initialise(Discriminator(features, nn.Conv2d(512, 1, 4)), normal_002)  # (B, 1, 1, 1)
+
+
+# ---- registry
+
+
+@dataclass(frozen=True)
+class Arch:
+    """One architecture: builders for its two networks and what the trainer must know about them."""
+
+    generator: Callable[[ModelSpec], nn.Module]
+    discriminator: Callable[[ModelSpec], nn.Module]
+    image_size: int  # 28 or 64 (mlp: 28 for images; points ignore it)
+    conditional: bool  # the generator takes labels
+    d_takes_labels: bool  # the discriminator takes labels
+    aux_classifier: bool  # the discriminator also returns class logits
+    batch_norm_in_d: bool  # wgan-gp is refused on these
+    points: bool  # can model 2-D points
+    description: str
+
+
+def build_models(arch: str, spec: ModelSpec) -> tuple[nn.Module, nn.Module]:
+    """Build and initialise the (generator, discriminator) pair of architecture `arch` for `spec`."""
+    if arch not in ARCHS:
+        raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
+    if spec.z_dim < 1 or spec.num_classes < 1:
+        raise ValueError(f"z_dim and num_classes must be >= 1, got {spec.z_dim} and {spec.num_classes}")
+    return ARCHS[arch].generator(spec), ARCHS[arch].discriminator(spec)
+
+
+ARCHS: dict[str, Arch] = {
+    "mlp": Arch(
+        mlp_generator, mlp_discriminator, image_size=28, conditional=False, d_takes_labels=False,
+        aux_classifier=False, batch_norm_in_d=False, points=True,
+        description="PyTorch MLP GAN: 256-256 linear layers, images or 2-D points",
+    ),
+    "dcgan28": Arch(
+        dcgan28_generator, dcgan28_discriminator, image_size=28, conditional=False, d_takes_labels=False,
+        aux_classifier=False, batch_norm_in_d=True, points=False,
+        description="CNTK DCGAN: dense+deconv generator, 28x28",
+    ),
+    "cdcgan": Arch(
+        cdcgan_generator, cdcgan_discriminator, image_size=28, conditional=True, d_takes_labels=True,
+        aux_classifier=False, batch_norm_in_d=True, points=False,
+        description="TensorFlow conditional DCGAN: one-hot labels into both networks, 28x28",
+    ),
+    "acgan-wgan": Arch(
+        acgan_generator, acgan_discriminator, image_size=28, conditional=True, d_takes_labels=False,
+        aux_classifier=True, batch_norm_in_d=False, points=False,
+        description="Keras Wasserstein ACGAN: embedded-label generator, critic with a class head, 28x28",
+    ),
+    "dcgan64": Arch(
+        dcgan64_generator, dcgan64_discriminator, image_size=64, conditional=False, d_takes_labels=False,
+        aux_classifier=False, batch_norm_in_d=True, points=False,
+        description="MATLAB DCGAN: project-and-reshape + 4 deconvs, 64x64",
+    ),
+}  # fmt: skip

@@ -1,0 +1,122 @@
+"""The five reference designs and the 2-D toys as presets, and the checks that refuse bad combinations."""
+
+from __future__ import annotations
+
+from .config import ConfigError, Knobs, RunConfig, check_choice
+from .data import DATASETS, Data, dataset_kind
+from .losses import LOSSES
+from .models import ARCHS
+
+
+def resolve(preset: str | None = None, **overrides) -> tuple[RunConfig, Knobs]:
+    """Config and knobs of a preset (or the defaults), with explicit overrides applied and checked.
+
+    Overrides may name any RunConfig field or knob; None values are ignored.
+    """
+    settings: dict = {}
+    if preset is not None:
+        check_choice("preset", preset, list(PRESETS))
+        settings.update(PRESETS[preset]["settings"], preset=preset)
+    settings.update({k: v for k, v in overrides.items() if v is not None})
+    knob_fields = Knobs.__dataclass_fields__
+    knobs = Knobs(**{k: v for k, v in settings.items() if k in knob_fields})
+    config_settings = {k: v for k, v in settings.items() if k not in knob_fields}
+    unknown = set(config_settings) - set(RunConfig.__dataclass_fields__)
+    if unknown:
+        raise ConfigError(f"unknown setting {sorted(unknown)[0]!r}")
+    config = RunConfig(**config_settings)
+    check_compatible(config, knobs)
+    return config, knobs
+
+
+def check_compatible(config: RunConfig, knobs: Knobs) -> None:
+    """Refuse combinations that cannot train as asked, with a message that says what would."""
+    check_choice("arch", config.arch, list(ARCHS))
+    check_choice("loss", config.loss, list(LOSSES))
+    arch, loss = ARCHS[config.arch], LOSSES[config.loss]
+    kind = dataset_kind(config.dataset)
+    if kind == "points" and not arch.points:
+        raise ConfigError(f"arch {config.arch!r} needs images; {config.dataset!r} is 2-D points: use arch 'mlp'")
+    if kind == "points" and arch.conditional:
+        raise ConfigError(f"arch {config.arch!r} is conditional; {config.dataset!r} has no classes to condition on")
+    if loss.gradient_penalty and arch.batch_norm_in_d:
+        raise ConfigError(
+            f"loss 'wgan-gp' needs a critic without batch norm (its penalty is per sample); arch "
+            f"{config.arch!r} has batch norm in its discriminator: use loss 'wasserstein' or arch 'mlp'/'acgan-wgan'"
+        )
+    if config.clip_value is not None and config.loss != "wasserstein":
+        raise ConfigError(
+            f"clip_value (weight clipping) applies only to loss 'wasserstein', not {config.loss!r}"
+            + (": wgan-gp uses its gradient penalty instead" if config.loss == "wgan-gp" else "")
+        )
+
+
+def check_data(config: RunConfig, data: Data) -> None:
+    """Checks that need the loaded data: batch size against its size, labels for conditional models."""
+    if config.batch_size > len(data):
+        raise ConfigError(
+            f"batch_size {config.batch_size} is larger than data set {config.dataset!r}: allowed [1, {len(data)}]"
+        )
+    if ARCHS[config.arch].conditional and data.y is None:
+        raise ConfigError(
+            f"arch {config.arch!r} is conditional; {config.dataset!r} has no labels (use class sub-folders)"
+        )
+
+
+def clip_value(config: RunConfig) -> float | None:
+    """Weight clipping in force: the config's, else the loss's default."""
+    return config.clip_value if config.clip_value is not None else LOSSES[config.loss].clip_value
+
+
+def _toy(dataset: str) -> dict:
+    return {
+        "description": f"GAN Lab-style MLP on the 2-D {dataset} of Gaussians",
+        "settings": dict(
+            arch="mlp", loss="bce", dataset=dataset, batch_size=256, z_dim=16, lr_g=1e-3, lr_d=1e-3,
+            beta1=0.5, iterations=5000, sample_every=50,
+        ),
+    }
+
+
+PRESETS: dict[str, dict] = {
+    "cntk-dcgan": {
+        "description": "CNTK DCGAN on MNIST: 2 D updates then 2 G updates on the same z per iteration",
+        "settings": dict(
+            arch="dcgan28", loss="bce", dataset="mnist", batch_size=128, lr_g=2e-4, lr_d=2e-4, beta1=0.5,
+            d_iters=2, g_steps=2, iterations=10_000,
+        ),
+    },
+    "matlab-dcgan": {
+        "description": "MATLAB DCGAN on Flowers, 64x64 RGB, label flipping 0.35 (the monitor's model)",
+        "settings": dict(
+            arch="dcgan64", loss="bce", dataset="flowers", batch_size=128, lr_g=2e-4, lr_d=2e-4, beta1=0.5,
+            beta2=0.999, flip_prob=0.35, hflip=True, iterations=14_000,  # 500 epochs of 28 full batches
+        ),
+    },
+    "tf-cdcgan": {
+        "description": "TensorFlow conditional DCGAN on MNIST, staircase learning-rate decay",
+        "settings": dict(
+            arch="cdcgan", loss="bce", dataset="mnist", batch_size=100, lr_g=2e-4, lr_d=2e-4, beta1=0.5,
+            lr_schedule="staircase", iterations=18_000,  # 30 epochs of 600 batches
+        ),
+    },
+    "keras-wgan": {
+        "description": "Keras Wasserstein ACGAN on MNIST: RMSprop, clipping 0.01, 100-step critic warm-up",
+        "settings": dict(
+            arch="acgan-wgan", loss="wasserstein", dataset="mnist", batch_size=100, optimizer="rmsprop",
+            lr_g=5e-5, lr_d=5e-5, clip_value=0.01, d_iters=5, d_warmup=True, iterations=20_000, seed=777,
+            sample_every=250,
+        ),
+    },
+    "pytorch-mlp": {
+        "description": "PyTorch MLP GAN on MNIST (784-256-256-1), Adam 3e-4",
+        "settings": dict(
+            arch="mlp", loss="bce", dataset="mnist", batch_size=100, lr_g=3e-4, lr_d=3e-4, beta1=0.9,
+            iterations=60_000,  # 100 epochs of 600 batches
+        ),
+    },
+    "ring": _toy("ring"),
+    "grid": _toy("grid"),
+}
+
+__all__ = ["DATASETS", "PRESETS", "check_compatible", "check_data", "clip_value", "resolve"]

@@ -1,0 +1,373 @@
+"""A training run in a background thread: live knobs, pause/step/stop, snapshots for a UI, a folder on disk."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+import traceback
+from collections import deque
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import storage
+from .config import ConfigError, Knobs, RunConfig
+from .data import Data, load_dataset
+from .export import grid_image, points_image, save_png
+from .history import COLUMNS, History
+from .losses import LOSSES
+from .models import ARCHS
+from .presets import check_compatible, check_data
+from .trainer import Trainer, device_label, points_bounds, resolve_device
+
+STATUSES = ("running", "paused", "finished", "stopped", "failed", "diverged")
+FLUSH_ROWS, FLUSH_SECONDS = 256, 0.25  # how often device metrics are read back (one sync each)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What a UI needs to draw a run, as plain CPU data (numbers, numpy views, uint8 images)."""
+
+    status: str
+    reason: str
+    iteration: int
+    epoch: int
+    elapsed_s: float
+    target: int
+    images_per_s: float
+    config: RunConfig
+    knobs: Knobs
+    run_dir: Path
+    device: str
+    history: dict[str, np.ndarray]
+    grid: np.ndarray | None  # uint8 (H, W, 3): the latest fixed-latent grid (or 2-D scatter picture)
+    grid_iteration: int
+    points: dict | None  # 2-D data: real, fake (n, 2), field (s, s) of D's probability, bounds
+    events: tuple[dict, ...]
+
+    @property
+    def active(self) -> bool:
+        return self.status in ("running", "paused")
+
+
+class Run:
+    """One training run. Create it with `start_run` or `resume_run`; it trains in its own thread."""
+
+    def __init__(self, config: RunConfig, knobs: Knobs, data: Data, run_dir: Path, checkpoint: dict | None = None):
+        self.config, self.data, self.run_dir = config, data, Path(run_dir)
+        self.device = resolve_device(config.device)
+        self._knobs = knobs
+        self._cond = threading.Condition()
+        self._stop = self._paused = False
+        self._steps = 0
+        self._status, self._reason = "running", "starting"
+        self._checkpoint = checkpoint
+        self.history = History()
+        self.iteration = self.epoch = 0
+        self._elapsed_base = 0.0
+        self._events: list[dict] = []
+        self._grid: tuple[np.ndarray | None, int] = (None, 0)
+        self._points: dict | None = None
+        self._images_per_s = 0.0
+        self._last_good = 0  # iteration of the last checkpoint written from finite metrics
+        if checkpoint is not None:
+            self._restore_history(checkpoint)
+        self._thread = threading.Thread(target=self._main, name=f"gan-run-{self.run_dir.name}", daemon=True)
+
+    # ---- control (any thread)
+
+    @property
+    def knobs(self) -> Knobs:
+        return self._knobs
+
+    @property
+    def status(self) -> str:
+        return self._status
+
+    @property
+    def reason(self) -> str:
+        return self._reason
+
+    def update(self, **changes) -> Knobs:
+        """Change knobs (lr_g, lr_d, flip_prob, d_iters, d_warmup); they apply from the next iteration."""
+        with self._cond:
+            knobs = self._knobs.replace(**changes)  # validates: raises ConfigError
+            changed = {k: v for k, v in asdict(knobs).items() if getattr(self._knobs, k) != v}
+            self._knobs = knobs
+            if changed:
+                self._event("knobs", iteration=self.iteration + 1, changes=changed)
+        return knobs
+
+    def pause(self) -> None:
+        with self._cond:
+            if self._status == "running":
+                self._paused = True
+                self._set_status("paused", f"paused at iteration {self.iteration}")
+            self._cond.notify_all()
+
+    def resume(self) -> None:
+        with self._cond:
+            if self._status == "paused":
+                self._paused = False
+                self._set_status("running", "")
+            self._cond.notify_all()
+
+    def step(self, n: int = 1) -> None:
+        """While paused, train n more iterations, then pause again."""
+        with self._cond:
+            if self._status == "paused":
+                self._steps += max(0, int(n))
+                self._cond.notify_all()
+
+    def stop(self, wait: bool = True, timeout: float = 30.0) -> None:
+        """End training; the thread saves a checkpoint and exits (within a second for small models)."""
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        if wait:
+            self.wait(timeout)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the thread has ended; True when it has."""
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def snapshot(self) -> Snapshot:
+        grid, grid_iteration = self._grid
+        last = self.history.last()
+        return Snapshot(
+            status=self._status, reason=self._reason, iteration=int(last.get("iteration", 0)),
+            epoch=int(last.get("epoch", 0)), elapsed_s=float(last.get("elapsed_s", 0.0)),
+            target=self.config.iterations, images_per_s=self._images_per_s, config=self.config,
+            knobs=self._knobs, run_dir=self.run_dir, device=device_label(self.device),
+            history=self.history.view(), grid=grid, grid_iteration=grid_iteration, points=self._points,
+            events=tuple(self._events),
+        )  # fmt: skip
+
+    # ---- the training thread
+
+    def _main(self) -> None:
+        trainer = None
+        try:
+            if self.device.type == "cpu" and self.config.threads:
+                torch.set_num_threads(self.config.threads)
+            trainer = Trainer(self.config, self._knobs, self.data, self.device)
+            if self._checkpoint is not None:
+                trainer.load_state_dict(self._checkpoint["trainer"])
+                self._checkpoint = None
+            self._trainer = trainer
+            self._set_status("running", "")
+            self._loop(trainer)
+        except Exception as exc:  # the run ends with the reason shown; the last good checkpoint stays
+            self._set_status("failed", f"{type(exc).__name__}: {exc}")
+            storage.append_event(self.run_dir, {"event": "traceback", "text": traceback.format_exc()})
+        finally:
+            if trainer is not None:
+                self._trainer = None
+                trainer.release()
+
+    def _loop(self, trainer: Trainer) -> None:
+        self._pending: list = []
+        self._t0 = self._t_flush = time.monotonic()
+        self._elapsed_base = float(self.history.last().get("elapsed_s", 0.0))
+        if self.iteration > 0:  # resumed: show where it stands before the next grid is due
+            self._sample(trainer, self.iteration)
+        while True:
+            with self._cond:
+                if self._paused and self._steps == 0 and not self._stop:
+                    self._flush()
+                    waited = time.monotonic()
+                    while self._paused and self._steps == 0 and not self._stop:
+                        self._cond.wait()
+                    self._t0 += time.monotonic() - waited  # elapsed time leaves pauses out
+                    self._t_flush = time.monotonic()
+                if self._stop:
+                    break
+                if self._steps:
+                    self._steps -= 1
+                knobs = self._knobs
+            if self.iteration >= self.config.iterations:
+                break
+            if not self._train_one(trainer, knobs):
+                return  # diverged: nothing more is saved over the last good checkpoint
+        self._finish(trainer)
+
+    def _train_one(self, trainer: Trainer, knobs: Knobs) -> bool:
+        it = self.iteration + 1
+        row, n_d, (lr_g, lr_d) = trainer.iteration(knobs, it, lambda: self._stop)
+        self._pending.append((row, (it, trainer.epoch, time.monotonic(), lr_g, lr_d, knobs.flip_prob, n_d)))
+        self.iteration = it
+        due = len(self._pending) >= FLUSH_ROWS or time.monotonic() - self._t_flush > FLUSH_SECONDS
+        if (due or self._paused) and not self._flush():
+            return False
+        if it == 1 or it % self.config.sample_every == 0:
+            self._sample(trainer, it)
+        if it % self.config.checkpoint_every == 0:
+            return self._save(trainer)
+        return True
+
+    def _finish(self, trainer: Trainer) -> None:
+        if not self._save(trainer):
+            return
+        if self._grid[1] != self.iteration:
+            self._sample(trainer, self.iteration)
+        if self.iteration >= self.config.iterations and not self._stop:
+            self._set_status("finished", f"reached {self.config.iterations} iterations")
+        else:
+            self._set_status("stopped", f"stopped at iteration {self.iteration}")
+
+    # ---- metrics, samples, checkpoints
+
+    def _flush(self) -> bool:
+        """Read pending metrics back in one transfer, record them; False when a loss went non-finite."""
+        if not self._pending:
+            return True
+        values = torch.stack([row for row, _ in self._pending]).float().cpu().numpy()  # (n, 6)
+        host = np.array([h for _, h in self._pending], np.float64)  # (n, 7)
+        self._pending = []
+        rows = self._rows(values, host)
+        self.history.append(rows)
+        storage.write_metrics(self.run_dir / "metrics.csv", COLUMNS, rows)
+        bad = ~np.isfinite(values[:, :2]).all(axis=1)
+        if bad.any():
+            it = int(host[bad.argmax(), 0])
+            which = "loss_d" if not np.isfinite(values[bad.argmax(), 0]) else "loss_g"
+            self._set_status(
+                "diverged",
+                f"{which} became {values[bad.argmax(), 0 if which == 'loss_d' else 1]} at iteration {it}; "
+                f"the last good checkpoint (iteration {self._last_good}) is kept — try a lower learning rate",
+            )
+            return False
+        return True
+
+    def _rows(self, values: np.ndarray, host: np.ndarray) -> np.ndarray:
+        loss_d, loss_g, p_real, p_fake, out_real, out_fake = values.T
+        iteration, epoch, t, lr_g, lr_d, flip, n_d = host.T
+        now = time.monotonic()
+        seconds = max(now - self._t_flush, 1e-9)
+        self._t_flush = now
+        self._images_per_s = float(n_d.sum() * self.config.batch_size / seconds)
+        critic = LOSSES[self.config.loss].critic
+        table = {
+            "iteration": iteration, "epoch": epoch, "elapsed_s": self._elapsed_base + (t - self._t0),
+            "score_g": p_fake, "score_d": (p_real + 1 - p_fake) / 2, "loss_g": loss_g, "loss_d": loss_d,
+            "wasserstein": out_real - out_fake if critic else np.full_like(loss_d, np.nan),
+            "lr_g": lr_g, "lr_d": lr_d, "flip_prob": flip, "d_iters": n_d,
+            "images_per_s": np.full_like(loss_d, self._images_per_s),
+        }  # fmt: skip
+        return np.stack([table[c] for c in COLUMNS], axis=1).astype(np.float32)
+
+    def _sample(self, trainer: Trainer, it: int) -> None:
+        samples = trainer.sample_fixed()
+        if self.data.points:
+            bounds = points_bounds(self.data)
+            real = self.data.x[:: max(1, len(self.data) // 500)][:500].numpy()
+            field = trainer.decision_field(bounds).numpy()
+            self._points = {"real": real, "fake": samples.numpy(), "field": field, "bounds": bounds, "iteration": it}
+            image = points_image(real, samples.numpy(), field, bounds)
+        else:
+            nrow = 10 if ARCHS[self.config.arch].conditional else None
+            image = grid_image(samples, nrow)
+        save_png(image, self.run_dir / "samples" / f"iter_{it:07d}.png")
+        self._grid = (image, it)
+
+    def _save(self, trainer: Trainer) -> bool:
+        """Checkpoint atomically, but only after the metrics up to now are known to be finite."""
+        if not self._flush():
+            return False
+        state = {
+            "trainer": trainer.state_dict(), "iteration": self.iteration, "epoch": trainer.epoch,
+            "elapsed_s": float(self.history.last().get("elapsed_s", 0.0)), "knobs": asdict(self._knobs),
+            "config": asdict(self.config), "bounds": points_bounds(self.data) if self.data.points else None,
+            "spec": {"z_dim": self.config.z_dim, "data_shape": list(self.data.data_shape),
+                     "num_classes": self.data.num_classes},
+        }  # fmt: skip
+        storage.save_checkpoint(self.run_dir / "checkpoints" / "last.pt", state)
+        self._last_good = self.iteration
+        return True
+
+    def _restore_history(self, checkpoint: dict) -> None:
+        """Resume: the curves continue from metrics.csv, cut back to the checkpoint's iteration."""
+        self.iteration = self._last_good = int(checkpoint["iteration"])
+        path = self.run_dir / "metrics.csv"
+        if path.exists():
+            columns, rows = storage.read_metrics(path)
+            rows = rows[rows[:, columns.index("iteration")] <= self.iteration]
+            keep = np.stack([rows[:, columns.index(c)] if c in columns else np.full(len(rows), np.nan) for c in COLUMNS], 1)
+            self.history.append(keep.astype(np.float32))
+            storage.write_metrics(path, COLUMNS, keep, append=False)
+        self._events = [e for e in storage.read_events(self.run_dir) if e.get("event") == "knobs"]
+
+    # ---- status and events
+
+    def _set_status(self, status: str, reason: str) -> None:
+        self._status, self._reason = status, reason
+        self._event("status", status=status, reason=reason)
+
+    def _event(self, kind: str, **fields) -> None:
+        event = {"event": kind, "iteration": fields.pop("iteration", self.iteration), "time": time.time(), **fields}
+        if kind == "knobs":
+            self._events.append(event)
+        storage.append_event(self.run_dir, event)
+
+
+# ---- starting and resuming
+
+
+def start_run(
+    config: RunConfig, knobs: Knobs, runs_dir: str | Path | None = None, name: str | None = None,
+    data: Data | None = None,
+) -> Run:  # fmt: skip
+    """Check the settings, load the data, create the run folder and start training in the background.
+
+    Raises ConfigError (bad settings) or DataError (data that cannot be loaded) before anything starts.
+    """
+    check_compatible(config, knobs)
+    data = data or load_dataset(config.dataset, ARCHS[config.arch].image_size, config.data_dir)
+    check_data(config, data)
+    try:
+        resolve_device(config.device)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    root = storage.runs_root(runs_dir)
+    run_dir = storage.new_run_dir(root, name or storage.timestamp_name(config.preset or config.arch, config.dataset))
+    storage.write_config(run_dir, config, knobs)
+    run = Run(config, knobs, data, run_dir)
+    run._event("start", device=str(run.device))
+    run._thread.start()
+    return run
+
+
+def resume_run(run_dir: str | Path, iterations: int | None = None, device: str | None = None) -> Run:
+    """Continue a stopped or crashed run from its last checkpoint, up to `iterations` in total."""
+    run_dir = Path(run_dir)
+    config, _ = storage.read_config(run_dir)
+    path = run_dir / "checkpoints" / "last.pt"
+    if not path.is_file():
+        raise ConfigError(f"{run_dir} has no checkpoint to resume from (checkpoints/last.pt)")
+    checkpoint = storage.load_checkpoint(path)
+    knobs = Knobs(**checkpoint["knobs"])
+    done = int(checkpoint["iteration"])
+    config = config.replace(iterations=iterations or max(config.iterations, done), device=device or config.device)
+    if config.iterations < done:
+        raise ConfigError(f"iterations {config.iterations} is below the {done} already done: allowed [{done}, ...]")
+    data = load_dataset(config.dataset, ARCHS[config.arch].image_size, config.data_dir)
+    storage.write_config(run_dir, config, knobs)
+    run = Run(config, knobs, data, run_dir, checkpoint=checkpoint)
+    run._event("resume", from_iteration=done)
+    run._thread.start()
+    return run
+
+
+def format_elapsed(seconds: float) -> str:
+    """hh:mm:ss, as MATLAB's monitor shows it."""
+    seconds = int(seconds) if math.isfinite(seconds) else 0
+    return f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"

@@ -1,0 +1,241 @@
+"""One GAN training iteration on one device: d_iters discriminator updates, then the generator's."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .config import Knobs, RunConfig
+from .data import Data, random_hflip, to_model_range
+from .losses import LOSSES, d_loss, g_loss, gradient_penalty
+from .models import ARCHS, ModelSpec, build_models
+from .presets import clip_value
+
+# Per-iteration values kept on the device until the run reads a block of them at once.
+DEVICE_METRICS = ("loss_d", "loss_g", "p_real", "p_fake", "out_real", "out_fake")
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """'auto' picks CUDA, else Apple MPS, else the CPU."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' is not available here: allowed auto, cpu")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("device 'mps' is not available here: allowed auto, cpu")
+    return torch.device(name)
+
+
+def device_label(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"CUDA: {torch.cuda.get_device_name(device)}"
+    return {"mps": "Apple MPS", "cpu": "CPU"}.get(device.type, str(device))
+
+
+def make_optimizer(config: RunConfig, params, lr: float) -> torch.optim.Optimizer:
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=lr, betas=(config.beta1, config.beta2))
+    if config.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr)
+    return torch.optim.SGD(params, lr=lr)
+
+
+def fixed_latents(config: RunConfig, data: Data) -> tuple[Tensor, Tensor | None]:
+    """The run's fixed latent vectors, drawn once from its seed; conditional: 10 per class, row by row."""
+    gen = torch.Generator().manual_seed(config.seed)
+    conditional = ARCHS[config.arch].conditional
+    if conditional:
+        labels = torch.arange(data.num_classes).repeat_interleave(10)
+        n = len(labels)
+    else:
+        labels = None
+        n = config.n_fixed or (512 if data.points else 25)
+    return torch.randn(n, config.z_dim, generator=gen), labels
+
+
+class Trainer:
+    """Owns the models, optimisers, data and random state of one run; `iteration()` trains one step."""
+
+    def __init__(self, config: RunConfig, knobs: Knobs, data: Data, device: torch.device):
+        self.config, self.data, self.device = config, data, device
+        self.arch, self.loss = ARCHS[config.arch], LOSSES[config.loss]
+        spec = ModelSpec(config.z_dim, data.data_shape, data.num_classes)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            generator, discriminator = build_models(config.arch, spec)
+        self.generator, self.discriminator = generator.to(device), discriminator.to(device)
+        self.d_params = list(self.discriminator.parameters())
+        self.opt_g = make_optimizer(config, self.generator.parameters(), knobs.lr_g)
+        self.opt_d = make_optimizer(config, self.d_params, knobs.lr_d)
+        self.clip = clip_value(config)
+        self.rng = torch.Generator(device=device).manual_seed(config.seed)
+        self.x = data.x.to(device)
+        self.y = data.y.to(device) if data.y is not None else None
+        z, labels = fixed_latents(config, data)
+        self.fixed_z = z.to(device)
+        self.fixed_labels = labels.to(device) if labels is not None else None
+        self.perm = torch.arange(len(data), device=device)
+        self.pos = len(data)  # forces a fresh permutation (and epoch 1) on the first batch
+        self.epoch = 0
+
+    # ---- batches
+
+    def _real_batch(self) -> tuple[Tensor, Tensor | None]:
+        size = self.config.batch_size
+        if self.pos + size > len(self.perm):  # partial batches are dropped, as MATLAB does
+            self.perm = torch.randperm(len(self.perm), generator=self.rng, device=self.device)
+            self.pos, self.epoch = 0, self.epoch + 1
+        idx = self.perm[self.pos : self.pos + size]
+        self.pos += size
+        real = to_model_range(self.x[idx])
+        if self.config.hflip:
+            real = random_hflip(real, self.rng)
+        return real, (self.y[idx] if self.y is not None else None)
+
+    def _fake_labels(self, size: int) -> Tensor | None:
+        if not (self.arch.conditional or self.arch.aux_classifier) or self.y is None:
+            return None
+        return torch.randint(self.data.num_classes, (size,), generator=self.rng, device=self.device)
+
+    # ---- updates
+
+    def learning_rates(self, knobs: Knobs, iteration: int) -> tuple[float, float]:
+        decay = 0.95 ** ((iteration - 1) // 500) if self.config.lr_schedule == "staircase" else 1.0
+        return knobs.lr_g * decay, knobs.lr_d * decay
+
+    def _d_step(self, real, labels, fake, fake_labels, flip_prob: float):
+        if self.clip is not None:  # Keras: clip every critic weight before each critic update
+            with torch.no_grad():
+                torch._foreach_clamp_min_(self.d_params, -self.clip)
+                torch._foreach_clamp_max_(self.d_params, self.clip)
+        real_out, real_classes = self.discriminator(real, labels)
+        fake_out, fake_classes = self.discriminator(fake, fake_labels)
+        flip = None
+        if flip_prob > 0:
+            flip = torch.rand(real_out.shape, generator=self.rng, device=self.device) < flip_prob
+        loss = d_loss(self.loss, real_out, fake_out, flip)
+        if self.loss.gradient_penalty:
+            gp = gradient_penalty(self.discriminator, real, fake, labels, self.rng)
+            loss = loss + self.loss.gradient_penalty * gp
+        if real_classes is not None and labels is not None:
+            loss = loss + F.cross_entropy(real_classes, labels) + F.cross_entropy(fake_classes, fake_labels)
+        self.opt_d.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_d.step()
+        return loss.detach(), real_out.detach(), fake_out.detach()
+
+    def _g_step(self, fake, fake_labels) -> Tensor:
+        for p in self.d_params:  # D's weight gradients are not needed for G's update
+            p.requires_grad_(False)
+        out, classes = self.discriminator(fake, fake_labels)
+        loss = g_loss(self.loss, out)
+        if classes is not None and fake_labels is not None:
+            loss = loss + F.cross_entropy(classes, fake_labels)
+        self.opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_g.step()
+        for p in self.d_params:
+            p.requires_grad_(True)
+        return loss.detach()
+
+    def iteration(self, knobs: Knobs, iteration: int, interrupted: Callable[[], bool] | None = None):
+        """Train one iteration; returns (metrics row on the device, D updates done, (lr_g, lr_d))."""
+        lr_g, lr_d = self.learning_rates(knobs, iteration)
+        for group in self.opt_g.param_groups:
+            group["lr"] = lr_g
+        for group in self.opt_d.param_groups:
+            group["lr"] = lr_d
+        n_d = knobs.d_iters_at(iteration)
+        size = self.config.batch_size
+        for i in range(n_d):
+            if i and interrupted is not None and interrupted():
+                n_d = i
+                break
+            real, labels = self._real_batch()
+            z = torch.randn(size, self.config.z_dim, generator=self.rng, device=self.device)
+            fake_labels = self._fake_labels(size)
+            last = i == n_d - 1
+            with torch.set_grad_enabled(last):  # the last fake keeps its graph for G's update
+                fake = self.generator(z, fake_labels)
+            loss_d, real_out, fake_out = self._d_step(real, labels, fake.detach(), fake_labels, knobs.flip_prob)
+        for step in range(self.config.g_steps):
+            if step or not fake.requires_grad:  # CNTK: a second G update on the same z
+                fake = self.generator(z, fake_labels)
+            loss_g = self._g_step(fake, fake_labels)
+        prob = self.loss.prob
+        row = torch.stack(
+            [loss_d, loss_g, prob(real_out).mean(), prob(fake_out).mean(), real_out.mean(), fake_out.mean()]
+        )
+        return row, n_d, (lr_g, lr_d)
+
+    # ---- samples
+
+    @torch.no_grad()
+    def sample_fixed(self) -> Tensor:
+        """Generator output (CPU float) for the fixed latents, BN in inference mode."""
+        self.generator.eval()
+        try:
+            return self.generator(self.fixed_z, self.fixed_labels).float().cpu()
+        finally:
+            self.generator.train()
+
+    @torch.no_grad()
+    def decision_field(self, bounds: float, size: int = 64) -> Tensor:
+        """2-D data: D's output as a probability on a size x size grid over [-bounds, bounds]^2."""
+        axis = torch.linspace(-bounds, bounds, size, device=self.device)
+        grid_y, grid_x = torch.meshgrid(axis, axis, indexing="ij")
+        points = torch.stack([grid_x.flatten(), grid_y.flatten()], dim=1)
+        self.discriminator.eval()
+        try:
+            out, _ = self.discriminator(points, None)
+        finally:
+            self.discriminator.train()
+        return self.loss.prob(out).reshape(size, size).float().cpu()
+
+    # ---- state
+
+    def state_dict(self) -> dict:
+        return {
+            "generator": self.generator.state_dict(),
+            "discriminator": self.discriminator.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "rng": self.rng.get_state(),
+            "perm": self.perm.cpu(),
+            "pos": self.pos,
+            "epoch": self.epoch,
+            "fixed_z": self.fixed_z.cpu(),
+            "fixed_labels": self.fixed_labels.cpu() if self.fixed_labels is not None else None,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.load_state_dict(state["generator"])
+        self.discriminator.load_state_dict(state["discriminator"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.rng.set_state(state["rng"])
+        self.perm = state["perm"].to(self.device)
+        self.pos, self.epoch = int(state["pos"]), int(state["epoch"])
+        self.fixed_z = state["fixed_z"].to(self.device)
+        if state["fixed_labels"] is not None:
+            self.fixed_labels = state["fixed_labels"].to(self.device)
+
+    def release(self) -> None:
+        """Drop the models, optimisers and data so their (GPU) memory can be freed."""
+        for name in ("generator", "discriminator", "opt_g", "opt_d", "x", "y", "perm", "d_params"):
+            setattr(self, name, None)
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+def points_bounds(data: Data) -> float:
+    """Half-width of the square shown around 2-D data."""
+    return float(math.ceil(data.x.abs().max().item() * 1.25))

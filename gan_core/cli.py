@@ -153,7 +153,10 @@ def list_all(_args) -> int:
     sections = [
         ("architectures", {k: v.description for k, v in ARCHS.items()}),
         ("losses", {k: v.description for k, v in LOSSES.items()}),
-        ("data sets", {k: v.description for k, v in DATASETS.items()} | {"folder:PATH": "any folder of images"}),
+        (
+            "data sets",
+            {k: v.description for k, v in DATASETS.items()} | {"folder:PATH": "any folder of images"},
+        ),
         ("presets", {k: v["description"] for k, v in PRESETS.items()}),
     ]
     for title, entries in sections:

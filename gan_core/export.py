@@ -35,7 +35,9 @@ def grid_image(samples: torch.Tensor, nrow: int | None = None) -> np.ndarray:
 
 def png_bytes(image: np.ndarray) -> bytes:
     buffer = io.BytesIO()
-    Image.fromarray(image.squeeze(-1) if image.ndim == 3 and image.shape[-1] == 1 else image).save(buffer, "PNG")
+    Image.fromarray(image.squeeze(-1) if image.ndim == 3 and image.shape[-1] == 1 else image).save(
+        buffer, "PNG"
+    )
     return buffer.getvalue()
 
 

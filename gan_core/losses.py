@@ -44,7 +44,9 @@ def g_loss(loss: Loss, fake_out: Tensor) -> Tensor:
     return loss.g(fake_out).mean()
 
 
-def gradient_penalty(discriminator, real: Tensor, fake: Tensor, labels: Tensor | None, generator=None) -> Tensor:
+def gradient_penalty(
+    discriminator, real: Tensor, fake: Tensor, labels: Tensor | None, generator=None
+) -> Tensor:
     """WGAN-GP: mean((||grad_x D(x_hat)|| - 1)^2) on random interpolates of real and fake."""
     shape = (real.shape[0],) + (1,) * (real.dim() - 1)
     alpha = torch.rand(shape, device=real.device, generator=generator)

@@ -36,9 +36,13 @@ def check_compatible(config: RunConfig, knobs: Knobs) -> None:
     arch, loss = ARCHS[config.arch], LOSSES[config.loss]
     kind = dataset_kind(config.dataset)
     if kind == "points" and not arch.points:
-        raise ConfigError(f"arch {config.arch!r} needs images; {config.dataset!r} is 2-D points: use arch 'mlp'")
+        raise ConfigError(
+            f"arch {config.arch!r} needs images; {config.dataset!r} is 2-D points: use arch 'mlp'"
+        )
     if kind == "points" and arch.conditional:
-        raise ConfigError(f"arch {config.arch!r} is conditional; {config.dataset!r} has no classes to condition on")
+        raise ConfigError(
+            f"arch {config.arch!r} is conditional; {config.dataset!r} has no classes to condition on"
+        )
     if loss.gradient_penalty and arch.batch_norm_in_d:
         raise ConfigError(
             f"loss 'wgan-gp' needs a critic without batch norm (its penalty is per sample); arch "
@@ -72,8 +76,16 @@ def _toy(dataset: str) -> dict:
     return {
         "description": f"GAN Lab-style MLP on the 2-D {dataset} of Gaussians",
         "settings": dict(
-            arch="mlp", loss="bce", dataset=dataset, batch_size=256, z_dim=16, lr_g=1e-3, lr_d=1e-3,
-            beta1=0.5, iterations=5000, sample_every=50,
+            arch="mlp",
+            loss="bce",
+            dataset=dataset,
+            batch_size=256,
+            z_dim=16,
+            lr_g=1e-3,
+            lr_d=1e-3,
+            beta1=0.5,
+            iterations=5000,
+            sample_every=50,
         ),
     }
 
@@ -82,36 +94,76 @@ PRESETS: dict[str, dict] = {
     "cntk-dcgan": {
         "description": "CNTK DCGAN on MNIST: 2 D updates then 2 G updates on the same z per iteration",
         "settings": dict(
-            arch="dcgan28", loss="bce", dataset="mnist", batch_size=128, lr_g=2e-4, lr_d=2e-4, beta1=0.5,
-            d_iters=2, g_steps=2, iterations=10_000,
+            arch="dcgan28",
+            loss="bce",
+            dataset="mnist",
+            batch_size=128,
+            lr_g=2e-4,
+            lr_d=2e-4,
+            beta1=0.5,
+            d_iters=2,
+            g_steps=2,
+            iterations=10_000,
         ),
     },
     "matlab-dcgan": {
         "description": "MATLAB DCGAN on Flowers, 64x64 RGB, label flipping 0.35 (the monitor's model)",
         "settings": dict(
-            arch="dcgan64", loss="bce", dataset="flowers", batch_size=128, lr_g=2e-4, lr_d=2e-4, beta1=0.5,
-            beta2=0.999, flip_prob=0.35, hflip=True, iterations=14_000,  # 500 epochs of 28 full batches
+            arch="dcgan64",
+            loss="bce",
+            dataset="flowers",
+            batch_size=128,
+            lr_g=2e-4,
+            lr_d=2e-4,
+            beta1=0.5,
+            beta2=0.999,
+            flip_prob=0.35,
+            hflip=True,
+            iterations=14_000,  # 500 epochs of 28 full batches
         ),
     },
     "tf-cdcgan": {
         "description": "TensorFlow conditional DCGAN on MNIST, staircase learning-rate decay",
         "settings": dict(
-            arch="cdcgan", loss="bce", dataset="mnist", batch_size=100, lr_g=2e-4, lr_d=2e-4, beta1=0.5,
-            lr_schedule="staircase", iterations=18_000,  # 30 epochs of 600 batches
+            arch="cdcgan",
+            loss="bce",
+            dataset="mnist",
+            batch_size=100,
+            lr_g=2e-4,
+            lr_d=2e-4,
+            beta1=0.5,
+            lr_schedule="staircase",
+            iterations=18_000,  # 30 epochs of 600 batches
         ),
     },
     "keras-wgan": {
         "description": "Keras Wasserstein ACGAN on MNIST: RMSprop, clipping 0.01, 100-step critic warm-up",
         "settings": dict(
-            arch="acgan-wgan", loss="wasserstein", dataset="mnist", batch_size=100, optimizer="rmsprop",
-            lr_g=5e-5, lr_d=5e-5, clip_value=0.01, d_iters=5, d_warmup=True, iterations=20_000, seed=777,
+            arch="acgan-wgan",
+            loss="wasserstein",
+            dataset="mnist",
+            batch_size=100,
+            optimizer="rmsprop",
+            lr_g=5e-5,
+            lr_d=5e-5,
+            clip_value=0.01,
+            d_iters=5,
+            d_warmup=True,
+            iterations=20_000,
+            seed=777,
             sample_every=250,
         ),
     },
     "pytorch-mlp": {
         "description": "PyTorch MLP GAN on MNIST (784-256-256-1), Adam 3e-4",
         "settings": dict(
-            arch="mlp", loss="bce", dataset="mnist", batch_size=100, lr_g=3e-4, lr_d=3e-4, beta1=0.9,
+            arch="mlp",
+            loss="bce",
+            dataset="mnist",
+            batch_size=100,
+            lr_g=3e-4,
+            lr_d=3e-4,
+            beta1=0.9,
             iterations=60_000,  # 100 epochs of 600 batches
         ),
     },

@@ -6,7 +6,6 @@ import math
 import threading
 import time
 import traceback
-from collections import deque
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -56,13 +55,16 @@ class Snapshot:
 class Run:
     """One training run. Create it with `start_run` or `resume_run`; it trains in its own thread."""
 
-    def __init__(self, config: RunConfig, knobs: Knobs, data: Data, run_dir: Path, checkpoint: dict | None = None):
+    def __init__(
+        self, config: RunConfig, knobs: Knobs, data: Data, run_dir: Path, checkpoint: dict | None = None
+    ):
         self.config, self.data, self.run_dir = config, data, Path(run_dir)
         self.device = resolve_device(config.device)
         self._knobs = knobs
         self._cond = threading.Condition()
         self._stop = self._paused = False
         self._steps = 0
+        self._changes: dict = {}
         self._status, self._reason = "running", "starting"
         self._checkpoint = checkpoint
         self.history = History()
@@ -94,31 +96,28 @@ class Run:
     def update(self, **changes) -> Knobs:
         """Change knobs (lr_g, lr_d, flip_prob, d_iters, d_warmup); they apply from the next iteration."""
         with self._cond:
+            if self._status not in ("running", "paused"):
+                raise ConfigError(f"the run is {self._status}: its knobs can no longer change")
             knobs = self._knobs.replace(**changes)  # validates: raises ConfigError
-            changed = {k: v for k, v in asdict(knobs).items() if getattr(self._knobs, k) != v}
+            self._changes.update({k: v for k, v in asdict(knobs).items() if getattr(self._knobs, k) != v})
             self._knobs = knobs
-            if changed:
-                self._event("knobs", iteration=self.iteration + 1, changes=changed)
         return knobs
 
     def pause(self) -> None:
+        """Pause after the current iteration; the status reads 'paused' once the thread waits."""
         with self._cond:
-            if self._status == "running":
-                self._paused = True
-                self._set_status("paused", f"paused at iteration {self.iteration}")
+            self._paused = not self._stop
             self._cond.notify_all()
 
     def resume(self) -> None:
         with self._cond:
-            if self._status == "paused":
-                self._paused = False
-                self._set_status("running", "")
+            self._paused = False
             self._cond.notify_all()
 
     def step(self, n: int = 1) -> None:
         """While paused, train n more iterations, then pause again."""
         with self._cond:
-            if self._status == "paused":
+            if self._paused:
                 self._steps += max(0, int(n))
                 self._cond.notify_all()
 
@@ -181,24 +180,34 @@ class Run:
         if self.iteration > 0:  # resumed: show where it stands before the next grid is due
             self._sample(trainer, self.iteration)
         while True:
+            if self._paused and not self._steps and not self._stop:
+                self._flush()
+                self._wait_while_paused()
             with self._cond:
-                if self._paused and self._steps == 0 and not self._stop:
-                    self._flush()
-                    waited = time.monotonic()
-                    while self._paused and self._steps == 0 and not self._stop:
-                        self._cond.wait()
-                    self._t0 += time.monotonic() - waited  # elapsed time leaves pauses out
-                    self._t_flush = time.monotonic()
                 if self._stop:
                     break
-                if self._steps:
-                    self._steps -= 1
-                knobs = self._knobs
+                if self._paused and not self._steps:
+                    continue
+                self._steps = max(0, self._steps - 1)
+                knobs, changes, self._changes = self._knobs, self._changes, {}
             if self.iteration >= self.config.iterations:
                 break
+            if changes:  # recorded with the iteration that first uses them
+                self._event("knobs", iteration=self.iteration + 1, changes=changes)
             if not self._train_one(trainer, knobs):
                 return  # diverged: nothing more is saved over the last good checkpoint
         self._finish(trainer)
+
+    def _wait_while_paused(self) -> None:
+        with self._cond:
+            self._set_status("paused", f"paused at iteration {self.iteration}")
+            waited = time.monotonic()
+            while self._paused and not self._steps and not self._stop:
+                self._cond.wait()
+            self._t0 += time.monotonic() - waited  # elapsed time leaves pauses out
+            self._t_flush = time.monotonic()
+            if not self._paused:
+                self._set_status("running", "")
 
     def _train_one(self, trainer: Trainer, knobs: Knobs) -> bool:
         it = self.iteration + 1
@@ -271,7 +280,13 @@ class Run:
             bounds = points_bounds(self.data)
             real = self.data.x[:: max(1, len(self.data) // 500)][:500].numpy()
             field = trainer.decision_field(bounds).numpy()
-            self._points = {"real": real, "fake": samples.numpy(), "field": field, "bounds": bounds, "iteration": it}
+            self._points = {
+                "real": real,
+                "fake": samples.numpy(),
+                "field": field,
+                "bounds": bounds,
+                "iteration": it,
+            }
             image = points_image(real, samples.numpy(), field, bounds)
         else:
             nrow = 10 if ARCHS[self.config.arch].conditional else None
@@ -301,7 +316,10 @@ class Run:
         if path.exists():
             columns, rows = storage.read_metrics(path)
             rows = rows[rows[:, columns.index("iteration")] <= self.iteration]
-            keep = np.stack([rows[:, columns.index(c)] if c in columns else np.full(len(rows), np.nan) for c in COLUMNS], 1)
+            keep = np.stack(
+                [rows[:, columns.index(c)] if c in columns else np.full(len(rows), np.nan) for c in COLUMNS],
+                1,
+            )
             self.history.append(keep.astype(np.float32))
             storage.write_metrics(path, COLUMNS, keep, append=False)
         self._events = [e for e in storage.read_events(self.run_dir) if e.get("event") == "knobs"]
@@ -309,11 +327,18 @@ class Run:
     # ---- status and events
 
     def _set_status(self, status: str, reason: str) -> None:
+        changed = status != self._status or reason != self._reason
         self._status, self._reason = status, reason
-        self._event("status", status=status, reason=reason)
+        if changed:
+            self._event("status", status=status, reason=reason)
 
     def _event(self, kind: str, **fields) -> None:
-        event = {"event": kind, "iteration": fields.pop("iteration", self.iteration), "time": time.time(), **fields}
+        event = {
+            "event": kind,
+            "iteration": fields.pop("iteration", self.iteration),
+            "time": time.time(),
+            **fields,
+        }
         if kind == "knobs":
             self._events.append(event)
         storage.append_event(self.run_dir, event)
@@ -338,7 +363,9 @@ def start_run(
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     root = storage.runs_root(runs_dir)
-    run_dir = storage.new_run_dir(root, name or storage.timestamp_name(config.preset or config.arch, config.dataset))
+    run_dir = storage.new_run_dir(
+        root, name or storage.timestamp_name(config.preset or config.arch, config.dataset)
+    )
     storage.write_config(run_dir, config, knobs)
     run = Run(config, knobs, data, run_dir)
     run._event("start", device=str(run.device))
@@ -356,9 +383,13 @@ def resume_run(run_dir: str | Path, iterations: int | None = None, device: str |
     checkpoint = storage.load_checkpoint(path)
     knobs = Knobs(**checkpoint["knobs"])
     done = int(checkpoint["iteration"])
-    config = config.replace(iterations=iterations or max(config.iterations, done), device=device or config.device)
+    config = config.replace(
+        iterations=iterations or max(config.iterations, done), device=device or config.device
+    )
     if config.iterations < done:
-        raise ConfigError(f"iterations {config.iterations} is below the {done} already done: allowed [{done}, ...]")
+        raise ConfigError(
+            f"iterations {config.iterations} is below the {done} already done: allowed [{done}, ...]"
+        )
     data = load_dataset(config.dataset, ARCHS[config.arch].image_size, config.data_dir)
     storage.write_config(run_dir, config, knobs)
     run = Run(config, knobs, data, run_dir, checkpoint=checkpoint)

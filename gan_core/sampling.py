@@ -63,12 +63,18 @@ def latents(sampler: Sampler, n: int, seed: int = 0, class_index: int | None = N
     z = torch.randn(n, sampler.spec.z_dim, generator=gen)
     labels = None
     if sampler.conditional:
-        labels = torch.full((n,), class_index) if class_index is not None else torch.arange(n) % sampler.spec.num_classes
+        labels = (
+            torch.full((n,), class_index)
+            if class_index is not None
+            else torch.arange(n) % sampler.spec.num_classes
+        )
     return z, labels
 
 
 @torch.no_grad()
-def generate(sampler: Sampler, z: torch.Tensor, labels: torch.Tensor | None = None, batch: int = 1000) -> torch.Tensor:
+def generate(
+    sampler: Sampler, z: torch.Tensor, labels: torch.Tensor | None = None, batch: int = 1000
+) -> torch.Tensor:
     """Generator output for latents z (CPU float32, in [-1, 1]), computed in batches."""
     out = []
     for i in range(0, len(z), batch):

@@ -165,7 +165,9 @@ class Trainer:
             last = i == n_d - 1
             with torch.set_grad_enabled(last):  # the last fake keeps its graph for G's update
                 fake = self.generator(z, fake_labels)
-            loss_d, real_out, fake_out = self._d_step(real, labels, fake.detach(), fake_labels, knobs.flip_prob)
+            loss_d, real_out, fake_out = self._d_step(
+                real, labels, fake.detach(), fake_labels, knobs.flip_prob
+            )
         for step in range(self.config.g_steps):
             if step or not fake.requires_grad:  # CNTK: a second G update on the same z
                 fake = self.generator(z, fake_labels)

@@ -1,0 +1,43 @@
+"""Shared fixtures: tiny data sets made in memory, a temporary runs folder."""
+
+import pytest
+import torch
+
+from gan_core.data import Data, load_dataset
+
+
+@pytest.fixture
+def runs_dir(tmp_path, monkeypatch):
+    path = tmp_path / "runs"
+    monkeypatch.setenv("GAN_RUNS_DIR", str(path))
+    return path
+
+
+def tiny_images(size: int = 28, n: int = 64, channels: int = 1) -> Data:
+    """n real digits (labels 0..9) at the given size, from scikit-learn's bundled set."""
+    digits = load_dataset("digits", size)
+    x = digits.x[:n]
+    if channels == 3:
+        x = x.repeat(1, 3, 1, 1)
+    return Data("digits", x, digits.y[:n], 10, digits.class_names)
+
+
+def tiny_points(n: int = 256) -> Data:
+    ring = load_dataset("ring")
+    return Data("ring", ring.x[:: len(ring.x) // n][:n].clone(), None, 1, ("ring",))
+
+
+def wait_for(predicate, timeout: float = 20.0, interval: float = 0.01) -> bool:
+    import time
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False
+
+
+@pytest.fixture(autouse=True)
+def _few_threads():
+    torch.set_num_threads(2)

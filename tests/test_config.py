@@ -1,0 +1,74 @@
+"""Settings: ranges, incompatible combinations, presets, JSON round trip."""
+
+import json
+
+import pytest
+
+from gan_core.config import ConfigError, Knobs, RunConfig, from_dict, to_json
+from gan_core.presets import PRESETS, resolve
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"lr_g": -1.0}, "lr_g -1.0 is out of range: allowed [0, 1]"),
+        ({"flip_prob": 1.5}, "flip_prob 1.5 is out of range: allowed [0, 1]"),
+        ({"d_iters": 0}, "d_iters 0 is out of range: allowed [1, 1000]"),
+        ({"d_iters": 2.5}, "d_iters must be a whole number"),
+    ],
+)
+def test_knobs_refuse_values_out_of_range(changes, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(")):
+        Knobs().replace(**changes)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"arch": "nosuch"}, "arch 'nosuch' is unknown: allowed mlp, dcgan28"),
+        ({"loss": "nosuch"}, "loss 'nosuch' is unknown"),
+        ({"batch_size": 0}, "batch_size 0 is out of range"),
+        ({"arch": "dcgan28", "dataset": "ring"}, "needs images; 'ring' is 2-D points"),
+        ({"arch": "dcgan28", "loss": "wgan-gp"}, "needs a critic without batch norm"),
+        ({"loss": "bce", "clip_value": 0.01}, "applies only to loss 'wasserstein'"),
+        ({"dataset": "nosuch"}, "nosuch"),
+    ],
+)
+def test_bad_combinations_are_refused_with_a_reason(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        resolve(None, **overrides)
+
+
+def test_keras_warmup_schedule():
+    knobs = Knobs(d_iters=5, d_warmup=True)
+    # generator iteration it (1-based) is the Keras loop's it - 1
+    assert [knobs.d_iters_at(i) for i in (1, 25, 26, 501, 502, 1001, 1026)] == [100, 100, 5, 100, 5, 100, 5]
+    assert Knobs(d_iters=3).d_iters_at(1) == 3
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_presets_resolve_and_take_overrides(name):
+    config, knobs = resolve(name, dataset="ring" if name in ("ring", "grid") else "digits", lr_d=1e-5)
+    assert config.preset == name and knobs.lr_d == 1e-5
+
+
+def test_reference_schedules_are_in_the_presets():
+    cntk, _ = resolve("cntk-dcgan")
+    assert (cntk.arch, cntk.batch_size, cntk.g_steps) == ("dcgan28", 128, 2)
+    matlab, knobs = resolve("matlab-dcgan")
+    assert (matlab.arch, matlab.dataset, knobs.flip_prob, matlab.hflip) == ("dcgan64", "flowers", 0.35, True)
+    keras, knobs = resolve("keras-wgan")
+    assert (keras.optimizer, keras.clip_value, knobs.d_warmup, knobs.lr_d, keras.seed) == (
+        "rmsprop",
+        0.01,
+        True,
+        5e-5,
+        777,
+    )
+    tf, _ = resolve("tf-cdcgan")
+    assert (tf.arch, tf.lr_schedule, tf.batch_size) == ("cdcgan", "staircase", 100)
+
+
+def test_json_round_trip():
+    config, knobs = RunConfig(arch="mlp", seed=7, clip_value=None), Knobs(lr_g=1e-3, d_warmup=True)
+    assert from_dict(json.loads(to_json(config, knobs))) == (config, knobs)

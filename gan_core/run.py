@@ -65,6 +65,7 @@ class Run:
         self._stop = self._paused = False
         self._steps = 0
         self._changes: dict = {}
+        self._save_requests: list[threading.Event] = []
         self._status, self._reason = "running", "starting"
         self._checkpoint = checkpoint
         self.history = History()
@@ -129,6 +130,19 @@ class Run:
         if wait:
             self.wait(timeout)
 
+    def checkpoint_now(self, timeout: float = 30.0) -> bool:
+        """Ask the training thread to write checkpoints/last.pt now (e.g. to sample the latest weights).
+
+        True once written; a run that has ended already has its final checkpoint, so True at once.
+        """
+        if not self.alive:
+            return (self.run_dir / "checkpoints" / "last.pt").exists()
+        done = threading.Event()
+        with self._cond:
+            self._save_requests.append(done)
+            self._cond.notify_all()
+        return done.wait(timeout)
+
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the thread has ended; True when it has."""
         if self._thread.is_alive():
@@ -169,6 +183,8 @@ class Run:
             self._set_status("failed", f"{type(exc).__name__}: {exc}")
             storage.append_event(self.run_dir, {"event": "traceback", "text": traceback.format_exc()})
         finally:
+            for done in self._save_requests:  # nobody waits for a save that will not come
+                done.set()
             if trainer is not None:
                 self._trainer = None
                 trainer.release()
@@ -192,6 +208,8 @@ class Run:
                 knobs, changes, self._changes = self._knobs, self._changes, {}
             if self.iteration >= self.config.iterations:
                 break
+            if self._save_requests and not self._save_requested():
+                return
             if changes:  # recorded with the iteration that first uses them
                 self._event("knobs", iteration=self.iteration + 1, changes=changes)
             if not self._train_one(trainer, knobs):
@@ -204,6 +222,12 @@ class Run:
             waited = time.monotonic()
             while self._paused and not self._steps and not self._stop:
                 self._cond.wait()
+                if self._save_requests:
+                    self._cond.release()  # save outside the lock; the UI may call in meanwhile
+                    try:
+                        self._save_requested()
+                    finally:
+                        self._cond.acquire()
             self._t0 += time.monotonic() - waited  # elapsed time leaves pauses out
             self._t_flush = time.monotonic()
             if not self._paused:
@@ -222,6 +246,14 @@ class Run:
         if it % self.config.checkpoint_every == 0:
             return self._save(trainer)
         return True
+
+    def _save_requested(self) -> bool:
+        with self._cond:
+            requests, self._save_requests = self._save_requests, []
+        ok = self._save(self._trainer)
+        for done in requests:
+            done.set()
+        return ok
 
     def _finish(self, trainer: Trainer) -> None:
         if not self._save(trainer):

@@ -205,3 +205,16 @@ def test_downsample_keeps_shape_and_gaps():
     dx, dy = downsample(x, y, 2000)
     assert len(dx) == 2000 and dx[-1] == 99_999
     assert np.isnan(dy[0]) and dy[100] == pytest.approx(0.2) and dy[-1] == pytest.approx(0.8)
+
+
+def test_checkpoint_now_saves_the_current_weights_even_when_paused(runs_dir):
+    run = start(runs_dir)
+    try:
+        assert wait_for(lambda: run.iteration >= 3)
+        run.pause()
+        assert wait_for(lambda: run.status == "paused")
+        assert run.checkpoint_now(timeout=10)
+        state = storage.load_checkpoint(run.run_dir / "checkpoints" / "last.pt")
+        assert state["iteration"] == run.iteration and run.status == "paused"
+    finally:
+        run.stop()

@@ -1,6 +1,25 @@
-"""Train page (placeholder until the dashboard lands)."""
+"""Train page: set up a GAN, start it, and watch it learn in MATLAB's training-monitor layout."""
 
 import streamlit as st
 
-st.title("GAN training dashboard")
-st.info("The dashboard is being built; meanwhile train from the command line: python -m gan_core train")
+from dashboard.form import config_ui
+from dashboard.monitor import draw_monitor
+from dashboard.registry import registry
+from dashboard.sidebar import page_setup
+from gan_core import ConfigError, DataError
+
+page_setup("Train")
+st.title("Train a GAN")
+
+active = registry().active_run()
+with st.expander("Set-up", expanded=active is None or not active.alive):
+    form = config_ui()
+    if st.button("Start", type="primary", disabled=not form.ok, key="start"):
+        try:
+            with st.spinner("Loading the data set …"):
+                run = registry().start(form.config, form.knobs)
+            st.toast(f"Started {run.run_dir.name}")
+        except (ConfigError, DataError) as exc:
+            st.error(str(exc))
+
+draw_monitor()

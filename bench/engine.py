@@ -1,9 +1,10 @@
 """Engine overhead: gan_core's background run (metrics, CSV, grids on) against a bare PyTorch loop, it/s and ratio.
 
 Both sides train the same architecture from `gan_core.models.build_models` on the offline `digits` set,
-batch 64, BCE, Adam 2e-4 (0.5, 0.999), one D and one G update an iteration, each in a background thread
-with the same torch thread count. Measurements alternate (engine, bare, engine, bare ...) so machine noise
-hits both; each side's result is the median of its rounds.
+batch 64, BCE, Adam 2e-4 (0.5, 0.999), one D and one G update an iteration, each in its own background
+thread with the same torch thread count, one after the other in this process. Rounds alternate the order
+(engine then bare, bare then engine, ...) so drifting machine speed hits both sides; the ratio reported is
+the median of the per-round ratios, each taken from two measurements made back to back.
 
     .venv/bin/python bench/engine.py [--device cpu|cuda|auto] [--seconds S] [--archs dcgan28,mlp]
                                      [--batch-size B] [--threads N] [--rounds R] [--warmup W]
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -33,6 +35,7 @@ from gan_core.trainer import resolve_device  # noqa: E402
 
 ITERATIONS = 100_000_000  # the engine run's target: never reached, the bench stops it
 LR, BETAS, Z_DIM, SEED = 2e-4, (0.5, 0.999), 100, 0
+MIN_WARMUP_ITERATIONS = 3  # the first iterations build kernels and caches; never time them
 
 # ---- timing
 
@@ -42,34 +45,40 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def window(count, device: torch.device, warmup: float, seconds: float) -> tuple[int, int]:
-    """The iterations (a, b] a background loop whose progress `count()` reads trains in `seconds` after `warmup`.
+def edge(count) -> tuple[int, float, float]:
+    """Wait for the next iteration to end: (iterations done, wall clock, this process's CPU time) just then.
 
-    On CUDA the device is drained at both boundaries, so neither end runs far ahead of the device.
+    Both ends of a window sit at an iteration's end, so a slow model (dcgan28 on two CPU cores: a few
+    it/s, a few dozen iterations a window) is not off by a part of one.
+    """
+    done = count()
+    while count() == done:
+        time.sleep(0.001)
+    return count(), time.perf_counter(), time.process_time()
+
+
+def window(count, device: torch.device, warmup: float, seconds: float) -> tuple[float, float]:
+    """(it/s, it per CPU-second) of a background loop whose progress `count()` reads, after `warmup`.
+
+    CPU time counts every thread of this process (the training thread and its intra-op workers); other
+    processes on a shared machine slow the wall clock a lot more than they change it.
+    On CUDA the device is drained at both ends, so neither end is far ahead of the device.
     """
     time.sleep(warmup)
+    while count() < MIN_WARMUP_ITERATIONS:
+        time.sleep(0.01)
     sync(device)
-    start = count()
+    start, t0, cpu0 = edge(count)
     time.sleep(seconds)
     sync(device)
-    return start, count()
-
-
-def rate(times, start: int, end: int) -> float:
-    """it/s from the end times of iterations `start` and `end`: whole iterations, no rounding at the edges.
-
-    A slow model (dcgan28 on two CPU cores: ~3 it/s) trains only a few dozen iterations in a window, so
-    counting them would be off by up to one; the time between two iteration ends is exact.
-    """
-    if start < 1 or end <= start:
-        raise RuntimeError(f"only iterations ({start}, {end}] in the window: raise --warmup or --seconds")
-    return (end - start) / (float(times[end]) - float(times[start]))
+    end, t1, cpu1 = edge(count)
+    return (end - start) / (t1 - t0), (end - start) / (cpu1 - cpu0)
 
 
 # ---- the engine: gan_core's background run, as the dashboard starts it
 
 
-def engine_rate(arch: str, data: Data, args, runs_dir: Path) -> float:
+def engine_rate(arch: str, data: Data, args, runs_dir: Path) -> tuple[float, float]:
     config, knobs = resolve(
         arch=arch, dataset="digits", loss="bce", batch_size=args.batch_size, iterations=ITERATIONS,
         z_dim=Z_DIM, optimizer="adam", lr_g=LR, lr_d=LR, beta1=BETAS[0], beta2=BETAS[1], d_iters=1,
@@ -78,15 +87,14 @@ def engine_rate(arch: str, data: Data, args, runs_dir: Path) -> float:
     )  # fmt: skip
     run = start_run(config, knobs, runs_dir=runs_dir, data=data)
     try:
-        start, end = window(lambda: run.iteration, run.device, args.warmup, args.seconds)
+        rates = window(lambda: run.iteration, run.device, args.warmup, args.seconds)
     finally:
         run.stop()
     if run.status != "stopped":
         raise RuntimeError(f"engine run ended {run.status}: {run.reason}")
     check_outputs(run.run_dir, run.iteration)
-    history = run.snapshot().history  # row i: iteration i + 1, elapsed_s taken as it ended
-    times = {int(it): t for it, t in zip(history["iteration"], history["elapsed_s"], strict=True)}
-    return rate(times, start, end)
+    shutil.rmtree(run.run_dir)  # a dcgan28 checkpoint is ~100 MB: do not let them pile up
+    return rates
 
 
 def check_outputs(run_dir: Path, iterations: int) -> None:
@@ -94,22 +102,23 @@ def check_outputs(run_dir: Path, iterations: int) -> None:
     rows = (run_dir / "metrics.csv").read_text().count("\n") - 1  # less the header
     grids = len(list((run_dir / "samples").glob("iter_*.png")))
     if rows != iterations or grids < 2:
-        raise RuntimeError(
-            f"engine run {run_dir}: {rows} metric rows for {iterations} iterations, {grids} grids"
-        )
+        raise RuntimeError(f"{run_dir}: {rows} metric rows for {iterations} iterations, {grids} grids")
 
 
 # ---- the bare loop: the standard PyTorch DCGAN step, nothing else
 
 
 class BareLoop:
-    """The same models, data on the device as uint8, random batches; no metrics, no host syncs."""
+    """The same models, data on the device as uint8, random batches; no metrics, no host syncs.
 
-    def __init__(self, arch: str, data: Data, device: torch.device, batch_size: int, threads: int):
+    frozen_d: skip D's weight gradients in G's step, as the engine does (the standard loop computes them
+    and throws them away), so the ratio shows the engine's bookkeeping alone.
+    """
+
+    def __init__(self, arch: str, data: Data, device: torch.device, args):
         self.arch, self.data, self.device = arch, data, device
-        self.batch_size, self.threads = batch_size, threads
+        self.batch_size, self.threads, self.frozen_d = args.batch_size, args.threads, args.bare_frozen_d
         self.iteration = 0
-        self.times = [0.0]  # times[i]: perf_counter() when iteration i ended (0: when training began)
         self._stop = threading.Event()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._main, name=f"bare-{arch}", daemon=True)
@@ -126,7 +135,7 @@ class BareLoop:
 
     def _main(self) -> None:
         try:
-            if self.device.type == "cpu":  # as the engine's training thread does with RunConfig.threads
+            if self.device.type == "cpu":  # as the engine's training thread applies RunConfig.threads
                 torch.set_num_threads(self.threads)
             self._train()
         except BaseException as exc:  # re-raised in the main thread by stop()
@@ -140,62 +149,81 @@ class BareLoop:
         opt_g = torch.optim.Adam(generator.parameters(), lr=LR, betas=BETAS)
         opt_d = torch.optim.Adam(discriminator.parameters(), lr=LR, betas=BETAS)
         x = self.data.x.to(device)  # (N, C, H, W) uint8
-        ones, zeros = torch.ones(size, device=device), torch.zeros(size, device=device)
-        self.times[0] = time.perf_counter()
+        real_target, fake_target = torch.ones(size, device=device), torch.zeros(size, device=device)
+        bce = F.binary_cross_entropy_with_logits
         while not self._stop.is_set():
-            real = x[torch.randint(len(x), (size,), device=device)].float() / 127.5 - 1.0
+            real = x[torch.randint(len(x), (size,), device=device)].float() / 127.5 - 1.0  # (B, C, H, W)
             fake = generator(torch.randn(size, Z_DIM, device=device))
-            real_out, _ = discriminator(real)
+            real_out, _ = discriminator(real)  # (B,) logits
             fake_out, _ = discriminator(fake.detach())
-            loss_d = F.binary_cross_entropy_with_logits(real_out, ones) + F.binary_cross_entropy_with_logits(
-                fake_out, zeros
-            )
+            loss_d = bce(real_out, real_target) + bce(fake_out, fake_target)
             opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             opt_d.step()
-            out, _ = discriminator(fake)
-            loss_g = F.binary_cross_entropy_with_logits(out, ones)
+            if self.frozen_d:
+                discriminator.requires_grad_(False)
+            loss_g = bce(discriminator(fake)[0], real_target)
             opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
             opt_g.step()
-            self.times.append(time.perf_counter())
+            if self.frozen_d:
+                discriminator.requires_grad_(True)
             self.iteration += 1
 
 
-def bare_rate(arch: str, data: Data, args) -> float:
-    loop = BareLoop(arch, data, resolve_device(args.device), args.batch_size, args.threads).start()
+def bare_rate(arch: str, data: Data, args) -> tuple[float, float]:
+    loop = BareLoop(arch, data, resolve_device(args.device), args).start()
     try:
-        start, end = window(lambda: loop.iteration, loop.device, args.warmup, args.seconds)
+        return window(lambda: loop.iteration, loop.device, args.warmup, args.seconds)
     finally:
         loop.stop()
-    return rate(loop.times, start, end)
 
 
 # ---- main
 
 
-def compare(arch: str, args, runs_dir: Path) -> tuple[float, float]:
-    """Median engine and bare it/s over args.rounds alternating rounds."""
+def compare(arch: str, args, runs_dir: Path) -> dict[str, float]:
+    """Medians over args.rounds rounds: each side's it/s, and the per-round ratios engine/bare."""
     data = load_dataset("digits", ARCHS[arch].image_size)
-    engine, bare = [], []
+    measure = {
+        "engine": lambda: engine_rate(arch, data, args, runs_dir),
+        "bare": lambda: bare_rate(arch, data, args),
+    }
+    rates: dict[str, list[tuple[float, float]]] = {"engine": [], "bare": []}  # (it/s, it per CPU-s) a round
     for i in range(args.rounds):
-        engine.append(engine_rate(arch, data, args, runs_dir))
-        bare.append(bare_rate(arch, data, args))
-        print(f"  {arch} round {i + 1}: engine {engine[-1]:.1f} it/s, bare {bare[-1]:.1f} it/s", flush=True)
-    return statistics.median(engine), statistics.median(bare)
+        for side in ("engine", "bare") if i % 2 == 0 else ("bare", "engine"):
+            rates[side].append(measure[side]())
+        (engine, engine_cpu), (bare, bare_cpu) = rates["engine"][-1], rates["bare"][-1]
+        print(
+            f"  {arch} round {i + 1}: engine {engine:.1f} it/s, bare {bare:.1f} it/s, ratio {engine / bare:.2f}"
+            f" | per CPU-second: engine {engine_cpu:.1f}, bare {bare_cpu:.1f}, ratio {engine_cpu / bare_cpu:.2f}",
+            flush=True,
+        )
+    pairs = list(zip(rates["engine"], rates["bare"], strict=True))
+    return {
+        "engine": statistics.median(e for e, _ in rates["engine"]),
+        "bare": statistics.median(b for b, _ in rates["bare"]),
+        "ratio": statistics.median(e[0] / b[0] for e, b in pairs),
+        "cpu_ratio": statistics.median(e[1] / b[1] for e, b in pairs),
+    }
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    parser.add_argument("--seconds", type=float, default=8.0, help="measured seconds per round and side")
-    parser.add_argument("--warmup", type=float, default=2.0, help="seconds trained before each measurement")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; the median is reported")
+    parser.add_argument("--seconds", type=float, default=4.5, help="measured seconds per round and side")
+    parser.add_argument("--warmup", type=float, default=1.5, help="seconds trained before each measurement")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds; medians are reported")
     parser.add_argument("--archs", default="dcgan28,mlp")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="default: all cores")
     parser.add_argument("--sample-every", type=int, default=100, help="engine: a grid every N iterations")
     parser.add_argument("--checkpoint-every", type=int, default=1000, help="engine: a checkpoint every N")
+    parser.add_argument(
+        "--bare-frozen-d",
+        action="store_true",
+        help="bare loop skips D's weight gradients in G's step, as the engine",
+    )
     return parser.parse_args(argv)
 
 
@@ -204,19 +232,33 @@ def main(argv=None) -> None:
     device = resolve_device(args.device)
     args.device = device.type
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, device {device.type}, threads {args.threads}, batch {args.batch_size}, "
-          f"{args.rounds} x ({args.warmup:g} s warm-up + {args.seconds:g} s) per side", flush=True)  # fmt: skip
+    print(
+        f"torch {torch.__version__}, {device.type}, {args.threads} threads, batch {args.batch_size}, "
+        f"{args.rounds} rounds of {args.warmup:g} s warm-up + {args.seconds:g} s per side"
+        + (", bare loop with frozen D in G's step" if args.bare_frozen_d else ""),
+        flush=True,
+    )
     results = {}
     with tempfile.TemporaryDirectory(prefix="bench-engine-") as runs_dir:
         for arch in args.archs.split(","):
             results[arch] = compare(arch, args, Path(runs_dir))
-    print(f"\n{'arch':<10} {'device':<7} {'bare it/s':>10} {'engine it/s':>12} {'engine/bare':>12}")
-    for arch, (engine, bare) in results.items():
-        print(f"{arch:<10} {device.type:<7} {bare:>10.1f} {engine:>12.1f} {engine / bare:>12.2f}")
+    report(results, device)
+
+
+def report(results: dict[str, dict[str, float]], device: torch.device) -> None:
+    """A table, then one line per architecture; on the CPU also the ratio per CPU-second used."""
+    cpu = device.type == "cpu"
+    print(f"\n{'arch':<10} {'device':<7} {'bare it/s':>10} {'engine it/s':>12} {'engine/bare':>12}", end="")
+    print(f" {'per CPU-s':>10}" if cpu else "")
+    for arch, r in results.items():
+        print(
+            f"{arch:<10} {device.type:<7} {r['bare']:>10.1f} {r['engine']:>12.1f} {r['ratio']:>12.2f}", end=""
+        )
+        print(f" {r['cpu_ratio']:>10.2f}" if cpu else "")
     print()
-    for arch, (engine, bare) in results.items():
-        line = f"engine {engine:.1f} it/s, bare {bare:.1f} it/s, ratio {engine / bare:.2f}"
-        print(f"{arch} {device.type}: {line}")
+    for arch, r in results.items():
+        line = f"{arch} {device.type}: engine {r['engine']:.1f} it/s, bare {r['bare']:.1f} it/s, ratio {r['ratio']:.2f}"
+        print(line + (f" (per CPU-second {r['cpu_ratio']:.2f})" if cpu else ""))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,80 @@
+"""Plotly figures of a run's snapshot: MATLAB's score panel, losses, rates, the 2-D playground."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+
+from gan_core.history import downsample
+
+GENERATOR, DISCRIMINATOR = "#0072BD", "#D95319"  # MATLAB's first two line colours
+MAX_POINTS = 2000
+HEIGHT = 380
+
+
+def _layout(fig: go.Figure, y_title: str, y_range=None, height: int = HEIGHT) -> go.Figure:
+    fig.update_layout(
+        height=height, margin=dict(l=50, r=20, t=30, b=45), uirevision="keep",  # zoom survives refreshes
+        legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0), template="plotly_white",
+    )  # fmt: skip
+    fig.update_xaxes(title="Iteration", showgrid=True, zeroline=False)
+    fig.update_yaxes(title=y_title, showgrid=True, range=y_range)
+    return fig
+
+
+def _line(history: dict, column: str, name: str, colour: str | None = None) -> go.Scatter:
+    x, y = downsample(history["iteration"], history[column], MAX_POINTS)
+    return go.Scatter(x=x, y=y, name=name, mode="lines", line=dict(color=colour, width=1.5))
+
+
+def knob_label(event: dict) -> str:
+    return ", ".join(
+        f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in event["changes"].items()
+    )
+
+
+def _mark_changes(fig: go.Figure, events, limit: int = 30) -> None:
+    """A dotted vertical line, labelled, where each knob change took effect."""
+    for event in list(events)[-limit:]:
+        fig.add_vline(x=event["iteration"], line=dict(color="#888", dash="dot", width=1))
+        fig.add_annotation(x=event["iteration"], y=1, yref="paper", text=knob_label(event), showarrow=False,
+                           textangle=-90, xanchor="right", yanchor="top", font=dict(size=10, color="#555"))  # fmt: skip
+
+
+def scores_figure(history: dict, events=()) -> go.Figure:
+    """The monitor's right panel: Generator and Discriminator scores in [0, 1]."""
+    fig = go.Figure([_line(history, "score_g", "Generator", GENERATOR),
+                     _line(history, "score_d", "Discriminator", DISCRIMINATOR)])  # fmt: skip
+    _mark_changes(fig, events)
+    return _layout(fig, "Score", [0, 1])
+
+
+def lines_figure(
+    history: dict, columns: dict[str, str], y_title: str, events=(), log: bool = False
+) -> go.Figure:
+    colours = [GENERATOR, DISCRIMINATOR, "#EDB120", "#7E2F8E"]
+    fig = go.Figure([_line(history, c, name, colours[i % 4]) for i, (c, name) in enumerate(columns.items())])
+    _mark_changes(fig, events)
+    _layout(fig, y_title)
+    if log:
+        fig.update_yaxes(type="log")
+    return fig
+
+
+def points_figure(points: dict) -> go.Figure:
+    """GAN Lab's view: D's output as a heat-map, real (green) and generated (purple) points on top."""
+    b, field = points["bounds"], points["field"]
+    axis = np.linspace(-b, b, field.shape[0])
+    fig = go.Figure([
+        go.Heatmap(x=axis, y=axis, z=field, zmin=0, zmax=1, colorscale=[[0, "#decbe4"], [1, "#ccebc5"]],
+                   colorbar=dict(title="D(x)", len=0.8), hoverinfo="skip"),
+        go.Scatter(x=points["real"][:, 0], y=points["real"][:, 1], mode="markers", name="real",
+                     marker=dict(size=4, color="#1b7837")),
+        go.Scatter(x=points["fake"][:, 0], y=points["fake"][:, 1], mode="markers", name="generated",
+                     marker=dict(size=4, color="#762a83")),
+    ])  # fmt: skip
+    fig.update_layout(height=HEIGHT, margin=dict(l=30, r=10, t=30, b=30), uirevision="keep",
+                      legend=dict(orientation="h", y=1.02, x=0), template="plotly_white")  # fmt: skip
+    fig.update_xaxes(range=[-b, b], constrain="domain")
+    fig.update_yaxes(range=[-b, b], scaleanchor="x")
+    return fig

@@ -1,0 +1,177 @@
+"""The Train page's set-up form: a preset or every choice by hand, checked before Start."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import streamlit as st
+import torch
+
+from gan_core import ARCHS, DATASETS, LOSSES, PRESETS, ConfigError, DataError, Knobs, RunConfig, resolve
+from gan_core.config import LR_SCHEDULES, OPTIMIZERS
+from gan_core.storage import runs_root
+from gan_core.trainer import device_label, resolve_device
+
+from .uploads import UploadError, extract_images
+
+CUSTOM = "custom"
+DEFAULT_PRESET = "pytorch-mlp"
+DEFAULT_DATASET = "digits"  # offline: scikit-learn ships it
+FOLDER, UPLOAD = "folder of images…", "upload a ZIP of images…"
+
+
+@dataclass
+class FormResult:
+    config: RunConfig | None = None
+    knobs: Knobs | None = None
+    errors: dict[str, str] = field(default_factory=dict)  # widget group -> message
+
+    @property
+    def ok(self) -> bool:
+        return self.config is not None and not self.errors
+
+
+def preset_settings(preset: str) -> dict:
+    """Every setting's starting value for the form: RunConfig/Knobs defaults, then the preset's."""
+    base = {**RunConfig().__dict__, **Knobs().__dict__}
+    return base | (PRESETS[preset]["settings"] if preset != CUSTOM else {})
+
+
+def device_options() -> dict[str, str]:
+    options = {"auto": f"auto — {device_label(resolve_device('auto'))}", "cpu": "CPU"}
+    if torch.cuda.is_available():
+        options["cuda"] = device_label(torch.device("cuda"))
+    if torch.backends.mps.is_available():
+        options["mps"] = "Apple MPS"
+    return options
+
+
+def config_ui() -> FormResult:
+    """Draw the form; return the checked config and knobs, or the errors to show beside the widgets."""
+    preset = st.selectbox(
+        "Preset", [CUSTOM, *PRESETS], index=1 + list(PRESETS).index(DEFAULT_PRESET), key="form-preset",
+        format_func=lambda p: p if p == CUSTOM else f"{p} — {PRESETS[p]['description']}",
+    )  # fmt: skip
+    s = preset_settings(preset)
+    k = f"form-{preset}-"  # widget keys per preset: choosing a preset resets the widgets to its values
+    values: dict = {"preset": None if preset == CUSTOM else preset}
+    errors: dict[str, str] = {}
+    c1, c2, c3 = st.columns(3)
+    values["arch"] = c1.selectbox("Architecture", list(ARCHS), index=list(ARCHS).index(s["arch"]), key=k + "arch",
+                                  format_func=lambda a: f"{a} — {ARCHS[a].description}")  # fmt: skip
+    values["loss"] = c2.selectbox("Loss", list(LOSSES), index=list(LOSSES).index(s["loss"]), key=k + "loss",
+                                  help="; ".join(f"{n}: {v.description}" for n, v in LOSSES.items()))  # fmt: skip
+    with c3:
+        values["dataset"] = dataset_ui(s["dataset"], k, errors)
+    choice_errors = st.empty()
+
+    c1, c2, c3, c4, c5 = st.columns(5)
+    values["lr_g"] = c1.number_input(
+        "Learning rate G", value=float(s["lr_g"]), step=1e-5, format="%.6f", key=k + "lr_g"
+    )
+    values["lr_d"] = c2.number_input(
+        "Learning rate D", value=float(s["lr_d"]), step=1e-5, format="%.6f", key=k + "lr_d"
+    )
+    values["flip_prob"] = c3.slider("Label-flip probability", 0.0, 1.0, float(s["flip_prob"]), 0.05, key=k + "flip",
+                                    help="Each real image's D target is flipped with this probability (MATLAB).")  # fmt: skip
+    values["d_iters"] = int(
+        c4.number_input("D iterations per G step", value=int(s["d_iters"]), step=1, key=k + "d_iters")
+    )
+    values["d_warmup"] = c4.checkbox(
+        "Keras warm-up (100 when it % 1000 < 25)", value=bool(s["d_warmup"]), key=k + "warm"
+    )
+    values["batch_size"] = int(
+        c5.number_input("Batch size", value=int(s["batch_size"]), step=1, key=k + "batch")
+    )
+    knob_errors = st.empty()
+
+    with st.expander("More settings"):
+        more_ui(values, s, k)
+    more_errors = st.empty()
+
+    result = check(values, errors)
+    for slot, group in ((choice_errors, "choices"), (knob_errors, "knobs"), (more_errors, "more")):
+        if group in result.errors:
+            slot.error(result.errors[group])
+    return result
+
+
+def more_ui(values: dict, s: dict, k: str) -> None:
+    c1, c2, c3, c4 = st.columns(4)
+    values["optimizer"] = c1.selectbox(
+        "Optimiser", OPTIMIZERS, index=OPTIMIZERS.index(s["optimizer"]), key=k + "opt"
+    )
+    values["beta1"] = c1.number_input("Adam beta1", value=float(s["beta1"]), step=0.05, key=k + "b1")
+    values["beta2"] = c1.number_input(
+        "Adam beta2", value=float(s["beta2"]), step=0.001, format="%.3f", key=k + "b2"
+    )
+    values["lr_schedule"] = c2.selectbox("Learning-rate schedule", LR_SCHEDULES, key=k + "sched",
+                                         index=LR_SCHEDULES.index(s["lr_schedule"]),
+                                         help="staircase: x0.95 every 500 iterations (TensorFlow cDCGAN)")  # fmt: skip
+    values["g_steps"] = int(
+        c2.number_input("G updates per iteration", value=int(s["g_steps"]), step=1, key=k + "gs")
+    )
+    clip = c2.number_input("Weight clipping (wasserstein)", value=float(s["clip_value"] or 0.0), step=0.005,
+                           format="%.3f", key=k + "clip", help="0: the loss's default")  # fmt: skip
+    values["clip_value"] = clip or None
+    values["z_dim"] = int(c3.number_input("Latent size z", value=int(s["z_dim"]), step=1, key=k + "z"))
+    values["iterations"] = int(
+        c3.number_input("Iterations", value=int(s["iterations"]), step=100, key=k + "its")
+    )
+    values["sample_every"] = int(c3.number_input("Grid every N iterations", value=int(s["sample_every"]), step=10,
+                                                 key=k + "every"))  # fmt: skip
+    values["seed"] = int(c4.number_input("Seed", value=int(s["seed"]), step=1, key=k + "seed"))
+    devices = device_options()
+    values["device"] = c4.selectbox("Device", list(devices), format_func=devices.get, key=k + "device")
+    values["hflip"] = c4.checkbox("Random horizontal flip", value=bool(s["hflip"]), key=k + "hflip")
+
+
+def dataset_ui(preset_dataset: str, k: str, errors: dict) -> str:
+    names = [*DATASETS, FOLDER, UPLOAD]
+    default = DEFAULT_DATASET if preset_dataset not in ("ring", "grid") else preset_dataset
+    choice = st.selectbox("Data set", names, index=names.index(default), key=k + "dataset",
+                          help=f"The preset's own data set is {preset_dataset!r}; {DEFAULT_DATASET} works offline.")  # fmt: skip
+    if choice == FOLDER:
+        path = st.text_input("Folder path (class sub-folders become labels)", key=k + "folder")
+        if not path:
+            errors["choices"] = "Type the path of a folder of images."
+        return f"folder:{path}"
+    if choice == UPLOAD:
+        upload = st.file_uploader("ZIP of images", type=["zip"], key=k + "zip")
+        if upload is None:
+            errors["choices"] = "Upload a ZIP of images (class sub-folders become labels)."
+            return "folder:"
+        try:
+            return f"folder:{unpack_upload(upload.getvalue())}"
+        except UploadError as exc:
+            errors["choices"] = str(exc)
+            return "folder:"
+    return choice
+
+
+@st.cache_resource(show_spinner="Unpacking the ZIP …", max_entries=8)
+def _unpack(digest: str, data: bytes) -> str:
+    dest = runs_root() / "uploads" / digest
+    if dest.is_dir() and any(dest.iterdir()):  # the same ZIP was unpacked before
+        return str(dest)
+    return str(extract_images(data, dest).folder)
+
+
+def unpack_upload(data: bytes) -> str:
+    return _unpack(hashlib.sha256(data).hexdigest()[:16], data)
+
+
+def check(values: dict, errors: dict) -> FormResult:
+    """Resolve the settings; map a refusal to the widget group it concerns."""
+    if errors:
+        return FormResult(errors=errors)
+    try:
+        config, knobs = resolve(**values)
+    except (ConfigError, DataError) as exc:
+        field_name = str(exc).split(" ", 1)[0]
+        group = "knobs" if field_name in Knobs.__dataclass_fields__ or field_name == "batch_size" else "more"
+        if field_name in ("arch", "loss", "dataset", "preset") or "arch" in str(exc) or "loss" in str(exc):
+            group = "choices"
+        return FormResult(errors={group: str(exc)})
+    return FormResult(config, knobs)

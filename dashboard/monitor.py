@@ -1,0 +1,177 @@
+"""The live monitor in MATLAB's layout — image tile left, scores right — with live tuning and hints."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import streamlit as st
+from PIL import Image
+
+from gan_core import ConfigError, Run, Snapshot
+from gan_core.hints import failure_hints
+from gan_core.losses import LOSSES
+from gan_core.run import format_elapsed
+
+from . import charts
+from .registry import registry
+
+REFRESH_SECONDS = 1.0
+GRID_PIXELS = 420
+
+_figures: dict = {}  # (run folder, chart) -> ((rows, knob events), figure)
+_figures_lock = threading.Lock()
+
+
+def monitor_title(snap: Snapshot) -> str:
+    return f"Epoch: {snap.epoch}, Iteration: {snap.iteration}, Elapsed: {format_elapsed(snap.elapsed_s)}"
+
+
+def chart_names(snap: Snapshot) -> dict[str, str]:
+    names = {"losses": "Losses", "rates": "Learning rates", "speed": "Images/s"}
+    if LOSSES[snap.config.loss].critic:
+        names["wasserstein"] = "Wasserstein estimate"
+    return names
+
+
+def _build(snap: Snapshot, name: str):
+    h, ev = snap.history, snap.events
+    if name == "scores":
+        return charts.scores_figure(h, ev)
+    if name == "losses":
+        return charts.lines_figure(
+            h, {"loss_g": "Generator loss", "loss_d": "Discriminator loss"}, "Loss", ev
+        )
+    if name == "rates":
+        return charts.lines_figure(h, {"lr_g": "lr G", "lr_d": "lr D"}, "Learning rate", ev, log=True)
+    if name == "wasserstein":
+        return charts.lines_figure(h, {"wasserstein": "Wasserstein estimate"}, "Estimate", ev)
+    return charts.lines_figure(h, {"images_per_s": "images/s"}, "Images per second")
+
+
+def figure(snap: Snapshot, name: str):
+    """The named chart of this snapshot, built once per new data however many tabs are watching."""
+    data_key = (len(snap.history["iteration"]), len(snap.events))
+    key = (str(snap.run_dir), name)
+    with _figures_lock:
+        cached = _figures.get(key)
+        if cached is None or cached[0] != data_key:
+            cached = _figures[key] = (data_key, _build(snap, name))
+        return cached[1]
+
+
+def enlarged(grid: np.ndarray) -> np.ndarray:
+    """Scale a small tile up by a whole factor, nearest neighbour, so pixels stay sharp."""
+    factor = max(1, GRID_PIXELS // max(grid.shape[:2]))
+    if factor == 1:
+        return grid
+    return np.asarray(
+        Image.fromarray(grid).resize((grid.shape[1] * factor, grid.shape[0] * factor), Image.NEAREST)
+    )
+
+
+@st.fragment(run_every=REFRESH_SECONDS)
+def draw_monitor() -> None:
+    run = registry().active_run()
+    if run is None:
+        st.info("No run yet — choose a preset and press **Start**.")
+        return
+    snap = run.snapshot()
+    st.subheader(monitor_title(snap))
+    draw_status(snap)
+    left, right = st.columns([1, 1.3])
+    with left:
+        draw_samples(snap)
+    with right:
+        st.plotly_chart(figure(snap, "scores"), key="scores", config={"displaylogo": False})
+    st.progress(min(1.0, snap.iteration / snap.target),
+                text=f"{snap.iteration:,} / {snap.target:,} iterations · {snap.images_per_s:,.0f} images/s")  # fmt: skip
+    draw_hints(snap)
+    draw_controls(run, snap)
+    draw_more_charts(snap)
+
+
+def draw_status(snap: Snapshot) -> None:
+    if snap.status in ("failed", "diverged"):
+        st.error(f"The run {snap.status}: {snap.reason}")
+    elif snap.status in ("finished", "stopped"):
+        st.success(f"The run {snap.status}: {snap.reason}. Its samples and exports are on the Samples page.")
+    elif snap.status == "paused":
+        st.info(f"Paused ({snap.reason}). Step through iterations or resume.")
+    elif snap.iteration == 0:
+        st.caption(f"Starting on {snap.device} …")
+
+
+def draw_samples(snap: Snapshot) -> None:
+    if snap.points is not None:
+        st.plotly_chart(charts.points_figure(snap.points), key="points", config={"displaylogo": False})
+        st.caption(
+            f"Real and generated points, D's output behind them (iteration {snap.points['iteration']})"
+        )
+    elif snap.grid is not None:
+        st.image(enlarged(snap.grid), caption=f"Generated Images (iteration {snap.grid_iteration})")
+    else:
+        st.caption("Generated Images appear after the first iteration.")
+
+
+def draw_hints(snap: Snapshot) -> None:
+    for hint in failure_hints(snap.history, snap.status, snap.reason):
+        show = st.error if hint.level == "error" else st.warning if hint.level == "warning" else st.info
+        show(f"**{hint.title}.** {hint.text}")
+
+
+# ---- live tuning
+
+
+def _apply(run: Run, name: str, key: str) -> None:
+    try:
+        run.update(**{name: st.session_state[key]})
+        st.session_state.pop("live-error", None)
+    except ConfigError as exc:
+        st.session_state["live-error"] = str(exc)
+
+
+def draw_controls(run: Run, snap: Snapshot) -> None:
+    active = snap.active
+    st.markdown("**Live tuning** — changes apply at the next iteration and are marked on the curves.")
+    c1, c2, c3, c4, c5 = st.columns([1, 1, 1.3, 1, 2.2])
+    k = f"live-{snap.run_dir.name}-"
+    knobs = snap.knobs
+    for col, name, label in ((c1, "lr_g", "lr G"), (c2, "lr_d", "lr D")):
+        col.number_input(label, value=float(getattr(knobs, name)), step=1e-5, format="%.6f", key=k + name,
+                         disabled=not active, on_change=_apply, args=(run, name, k + name))  # fmt: skip
+    c3.slider("Flip probability", 0.0, 1.0, float(knobs.flip_prob), 0.05, key=k + "flip_prob", disabled=not active,
+              on_change=_apply, args=(run, "flip_prob", k + "flip_prob"))  # fmt: skip
+    c4.number_input("D iterations", value=int(knobs.d_iters), step=1, key=k + "d_iters", disabled=not active,
+                    on_change=_apply, args=(run, "d_iters", k + "d_iters"))  # fmt: skip
+    with c5:
+        draw_buttons(run, snap)
+    if "live-error" in st.session_state:
+        st.error(st.session_state["live-error"])
+
+
+def draw_buttons(run: Run, snap: Snapshot) -> None:
+    b1, b2, b3, b4 = st.columns(4)
+    paused = snap.status == "paused"
+    if b1.button(
+        "Resume" if paused else "Pause", key="live-pause", disabled=not snap.active, width="stretch"
+    ):
+        run.resume() if paused else run.pause()
+    if b2.button(
+        "Step", key="live-step", disabled=not paused, help="Train one iteration while paused", width="stretch"
+    ):
+        run.step(1)
+    if b3.button("Stop", key="live-stop", disabled=not snap.active, type="primary", width="stretch"):
+        run.stop(wait=False)
+        st.toast("Stopping: the checkpoint and metrics are being saved.")
+    if b4.button("Resume run", key="live-continue", disabled=snap.active or snap.status == "finished",
+                 help="Continue a stopped run from its checkpoint", width="stretch"):  # fmt: skip
+        registry().resume(snap.run_dir)
+
+
+def draw_more_charts(snap: Snapshot) -> None:
+    """One more chart at a time, on demand: every chart drawn costs the training thread a little."""
+    names = chart_names(snap)
+    choice = st.segmented_control("More charts", list(names), format_func=names.get, key="more-charts")
+    if choice in names:
+        st.plotly_chart(figure(snap, choice), key=f"chart-{choice}", config={"displaylogo": False})

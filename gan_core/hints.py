@@ -1,0 +1,118 @@
+"""Failure-mode hints in plain words, read from the trailing window of a run's history (after MATLAB's GAN guide)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+SUSTAINED = 0.8  # share of the window's rows that must show a pattern: a blip is not a failure mode
+FROZEN_STD = 1e-3
+
+
+@dataclass(frozen=True)
+class Hint:
+    """One piece of advice for the UI: kind is a stable id, level 'warning', 'error' or 'info'."""
+
+    kind: str
+    level: str
+    title: str
+    text: str
+
+
+def failure_hints(
+    history: dict[str, np.ndarray], status: str = "running", reason: str = "", window: int = 200
+) -> list[Hint]:
+    """Hints for what the last `window` rows of a history show; [] for a healthy run.
+
+    history holds equal-length columns (iteration, score_g, score_d, loss_g, loss_d, lr_g, lr_d,
+    flip_prob, d_iters; NaN allowed). Only views of the trailing window are read, so the cost does not
+    grow with the run. A diverged run gets that one hint; the score hints are skipped for critic losses
+    (a finite 'wasserstein' column), whose sigmoid scores are not probabilities.
+    """
+    tail = {name: column[-window:] for name, column in history.items()}  # views, never copies
+    last = {name: float(column[-1]) if len(column) else float("nan") for name, column in tail.items()}
+    diverged = _diverged(tail, last, status, reason)
+    if diverged:
+        return [diverged]
+    if np.isfinite(last.get("wasserstein", np.nan)):
+        return []
+    hints = [_discriminator_wins(tail, last, window), _generator_wins(tail, window)]
+    return [hint for hint in [*hints, _frozen(tail, last, status, window)] if hint]
+
+
+# ---- the checks: each returns a Hint or None
+
+
+def _diverged(tail: dict, last: dict, status: str, reason: str) -> Hint | None:
+    finite = np.isfinite(tail["loss_g"]) & np.isfinite(tail["loss_d"])
+    if status != "diverged" and finite.all():
+        return None
+    if not reason and not finite.all():
+        reason = f"a loss became NaN or infinite at iteration {tail['iteration'][~finite][0]:.0f}"
+    text = (
+        f"Lower the learning rates (halve lr_g {_g(last, 'lr_g')} and lr_d {_g(last, 'lr_d')}, say) and resume "
+        f"from the last good checkpoint, which is kept. What happened: {reason or 'a loss became NaN or infinite'}."
+    )
+    return Hint("diverged", "error", "Training diverged", text)
+
+
+def _discriminator_wins(tail: dict, last: dict, window: int) -> Hint | None:
+    score_g, score_d = tail["score_g"], tail["score_d"]
+    if not _sustained((score_d > 0.85) & (score_g < 0.15), window):
+        return None
+    mean_d, mean_g = np.nanmean(score_d), np.nanmean(score_g)  # finite rows exist: most rows met the test
+    if not (mean_d > 0.9 and mean_g < 0.1):
+        return None
+    flip, lr_d, d_iters = last["flip_prob"], last["lr_d"], last["d_iters"]
+    tries = [
+        f"raise flip_prob from {flip:g} to {max(0.3, min(flip + 0.1, 0.5)):g}",
+        f"lower lr_d from {lr_d:g} to {lr_d / 2:g}",
+    ]
+    if d_iters > 1:
+        tries.append(f"train D less often: d_iters from {d_iters:g} to 1")
+    text = (
+        f"Over the last {len(score_d)} iterations the discriminator scored {mean_d:.2f} and the generator "
+        f"{mean_g:.2f}: D tells real from fake almost perfectly, so G gets little signal to learn from. "
+        f"Try: {'; '.join(tries)}."
+    )
+    return Hint("discriminator-wins", "warning", "The discriminator dominates", text)
+
+
+def _generator_wins(tail: dict, window: int) -> Hint | None:
+    score_g, score_d = tail["score_g"], tail["score_d"]
+    if not _sustained((score_g > 0.9) & (score_d < 0.3), window):
+        return None
+    text = (
+        f"Over the last {len(score_g)} iterations the generator scored {np.nanmean(score_g):.2f} and the "
+        f"discriminator {np.nanmean(score_d):.2f}: D has stopped telling real from fake, and may be fooled by "
+        "one kind of sample (mode collapse). Lower lr_g, or raise lr_d or d_iters."
+    )
+    return Hint("generator-wins", "info", "The discriminator has stopped telling real from fake", text)
+
+
+def _frozen(tail: dict, last: dict, status: str, window: int) -> Hint | None:
+    score_g, score_d = tail["score_g"], tail["score_d"]
+    if status != "running" or len(score_g) < window:
+        return None
+    if not (np.std(score_g) < FROZEN_STD and np.std(score_d) < FROZEN_STD):  # NaN std: not frozen
+        return None
+    zero = [name for name in ("lr_g", "lr_d") if last[name] == 0]
+    if zero:
+        why = f"{' and '.join(zero)} {'is' if len(zero) == 1 else 'are'} 0, so nothing updates: raise it above 0."
+    else:
+        why = (
+            "The generator has stopped learning; a saturating loss (minimax) gives it no gradient once D wins. "
+            f"Use the bce (non-saturating) loss, or raise lr_g from {_g(last, 'lr_g')}."
+        )
+    text = f"score_g {score_g[-1]:.3f} and score_d {score_d[-1]:.3f} have not moved over {len(score_g)} iterations. "
+    return Hint("frozen", "warning", "Scores are frozen", text + why)
+
+
+def _sustained(condition: np.ndarray, window: int) -> bool:
+    """At least half a window of rows, and SUSTAINED of them meet the condition (NaN rows do not)."""
+    return len(condition) >= window / 2 and np.count_nonzero(condition) >= SUSTAINED * len(condition)
+
+
+def _g(last: dict, name: str) -> str:
+    return f"{last[name]:g}"

@@ -1,0 +1,194 @@
+"""Runs: every run in the runs folder as a table, overlaid curves, resume and delete."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from dashboard.pages_common import NO_RUNS, checkpoint_path, live_run
+from dashboard.registry import registry
+from dashboard.sidebar import STATUS_ICONS, page_setup
+from gan_core import ConfigError
+from gan_core.history import downsample
+from gan_core.run import format_elapsed
+from gan_core.storage import RunInfo, delete_run, list_runs, read_metrics
+
+MAX_POINTS = 2000
+COLOURS = ("#0072BD", "#D95319", "#EDB120", "#7E2F8E", "#77AC30", "#4DBEEE", "#A2142F")  # MATLAB's lines
+SCORES = {"score_g": ("Generator", "solid"), "score_d": ("Discriminator", "dash")}
+LOSSES = {"loss_g": ("Generator", "solid"), "loss_d": ("Discriminator", "dash")}
+
+
+# ---- data for the table and the charts
+
+
+def status_of(info: RunInfo) -> str:
+    """The status a run's log records, or the live one for a run training in this server."""
+    run = live_run(info.path)
+    status = run.status if run is not None else info.status
+    return f"{STATUS_ICONS.get(status, '')} {status}".strip()
+
+
+def runs_frame(infos: list[RunInfo]) -> pd.DataFrame:
+    def score(value: float) -> float | None:
+        return None if math.isnan(value) else round(value, 3)
+
+    return pd.DataFrame(
+        {
+            "Run": [i.name for i in infos],
+            "Preset": [i.preset or "—" for i in infos],
+            "Architecture": [i.arch for i in infos],
+            "Data set": [i.dataset for i in infos],
+            "Status": [status_of(i) for i in infos],
+            "Iterations": [f"{i.iteration:,} / {i.target:,}" for i in infos],
+            "Score G": [score(i.score_g) for i in infos],
+            "Score D": [score(i.score_d) for i in infos],
+            "Duration": [format_elapsed(i.elapsed_s) for i in infos],
+        }
+    )
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def curves(metrics: str, stamp: int, columns: tuple[str, ...]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """(iteration, value) of each column, at most MAX_POINTS a curve; keyed by the file's mtime."""
+    names, table = read_metrics(Path(metrics))
+    x = table[:, names.index("iteration")]
+    return {c: downsample(x, table[:, names.index(c)], MAX_POINTS) for c in columns if c in names}
+
+
+def run_curves(info: RunInfo, columns: tuple[str, ...]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    path = Path(info.path) / "metrics.csv"
+    if not path.is_file():
+        return {}
+    return curves(str(path), path.stat().st_mtime_ns, columns)
+
+
+def overlay_figure(infos: list[RunInfo], lines: dict[str, tuple[str, str]], y_title: str, y_range=None):
+    """One colour a run, one dash style a curve (G solid, D dashed)."""
+    fig = go.Figure()
+    for n, info in enumerate(infos):
+        for column, (x, y) in run_curves(info, tuple(lines)).items():
+            who, dash = lines[column]
+            fig.add_trace(go.Scattergl(x=x, y=y, mode="lines", name=f"{info.name} · {who}", legendgroup=info.name,
+                                       line=dict(color=COLOURS[n % len(COLOURS)], dash=dash, width=1.5)))  # fmt: skip
+    fig.update_layout(height=380, margin=dict(l=50, r=20, t=30, b=45), template="plotly_white",
+                      legend=dict(orientation="h", yanchor="top", y=-0.2, x=0))  # fmt: skip
+    fig.update_xaxes(title="Iteration")
+    fig.update_yaxes(title=y_title, range=y_range)
+    return fig
+
+
+# ---- actions (button callbacks: they run before the page redraws, so the table is fresh)
+
+
+def _resume(by_name: dict[str, RunInfo]) -> None:
+    info = by_name[st.session_state["resume_run"]]  # read at click time: the latest choices
+    iterations = int(st.session_state[f"resume_iterations_{info.name}"])
+    try:
+        registry().resume(info.path, iterations)
+    except Exception as exc:  # a bad setting, missing data or an unreadable checkpoint: say why, no traceback
+        st.session_state["runs_message"] = ("error", f"Cannot resume {info.name}: {str(exc).splitlines()[0]}")
+        return
+    st.session_state["runs_message"] = ("success", f"Resumed {info.name} up to {iterations:,} iterations.")
+    st.session_state["runs_hint"] = True
+
+
+def _delete(by_name: dict[str, RunInfo]) -> None:
+    info = by_name[st.session_state["delete_run"]]
+    registry().forget(info.path)  # a live run stops (and saves) first
+    try:
+        delete_run(info.path)
+    except (ConfigError, OSError) as exc:
+        st.session_state["runs_message"] = ("error", f"Cannot delete {info.name}: {exc}")
+        return
+    st.session_state["runs_message"] = ("success", f"Deleted {info.name}.")
+    st.session_state["confirm_delete"] = False
+
+
+# ---- widgets
+
+
+def draw_message() -> None:
+    message = st.session_state.pop("runs_message", None)
+    if message is None:
+        return
+    kind, text = message
+    if kind == "error":
+        st.error(text)
+        return
+    st.toast(text, icon="✅")
+    st.success(text)
+    if st.session_state.pop("runs_hint", False):
+        st.info("Open the **Train** page to watch it train and tune its knobs.")
+
+
+def draw_overlays(infos: list[RunInfo]) -> None:
+    st.subheader("Compare")
+    by_name = {info.name: info for info in infos}
+    names = st.multiselect("Runs to overlay", list(by_name), default=list(by_name)[:1], key="overlay")
+    chosen = [by_name[name] for name in names]
+    if not chosen:
+        st.caption("Choose runs to overlay their curves.")
+        return
+    left, right = st.columns(2)
+    left.plotly_chart(overlay_figure(chosen, SCORES, "Score", [0, 1]), key="scores")
+    right.plotly_chart(overlay_figure(chosen, LOSSES, "Loss"), key="losses")
+
+
+def resume_ui(infos: list[RunInfo]) -> None:
+    st.subheader("Resume")
+    stopped = [i for i in infos if live_run(i.path) is None and checkpoint_path(i.path).is_file()]
+    if not stopped:
+        st.caption("No stopped or finished run with a checkpoint.")
+        return
+    by_name = {info.name: info for info in stopped}
+    info = by_name[st.selectbox("Run to resume", list(by_name), key="resume_run")]
+    if info.status in ("running", "paused"):
+        st.warning(
+            "Its log says it is still training (perhaps from the command line): resume it only once that ended."
+        )
+    done = max(info.iteration, 1)
+    default = max(info.target, done) + (info.target if info.status == "finished" else 0)
+    key = f"resume_iterations_{info.name}"  # one a run: choosing another run shows its own default
+    st.number_input("New total iterations", done, 100_000_000, default, step=100, key=key)
+    st.button("Resume", key="resume", on_click=_resume, args=(by_name,), type="primary")
+
+
+def delete_ui(infos: list[RunInfo]) -> None:
+    st.subheader("Delete")
+    by_name = {info.name: info for info in infos}
+    info = by_name[st.selectbox("Run to delete", list(by_name), key="delete_run")]
+    if live_run(info.path) is not None:
+        st.warning("This run is training: it will be stopped first.")
+    confirmed = st.checkbox(
+        f"I understand that this deletes {info.name} and all its files", key="confirm_delete"
+    )
+    st.button("Delete", key="delete", on_click=_delete, args=(by_name,), disabled=not confirmed)
+
+
+# ---- the page
+
+
+def main() -> None:
+    page_setup("Runs")
+    st.title("Runs")
+    draw_message()
+    infos = list_runs()
+    if not infos:
+        st.info(NO_RUNS)
+        return
+    st.dataframe(runs_frame(infos), hide_index=True)
+    draw_overlays(infos)
+    left, right = st.columns(2)
+    with left:
+        resume_ui(infos)
+    with right:
+        delete_ui(infos)
+
+
+main()

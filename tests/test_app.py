@@ -1,0 +1,97 @@
+"""The Train page under Streamlit's AppTest: start, watch, tune live, stop; bad input starts nothing."""
+
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from conftest import wait_for
+from streamlit.testing.v1 import AppTest
+
+from dashboard.registry import registry
+
+ROOT = Path(__file__).resolve().parents[1]
+TIMEOUT = 120  # importing torch alone takes longer than AppTest's default 3 s
+
+
+@pytest.fixture(autouse=True)
+def fresh_registry(runs_dir):
+    st.cache_resource.clear()
+    yield
+    registry().stop_all()
+    st.cache_resource.clear()
+
+
+def train_page() -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_page_renders_with_offline_default_and_empty_monitor():
+    at = train_page()
+    assert at.selectbox(key="form-preset").value == "pytorch-mlp"
+    assert at.selectbox(key="form-pytorch-mlp-dataset").value == "digits"
+    assert any("No run yet" in info.value for info in at.info)
+    assert not at.button(key="start").disabled
+
+
+def test_start_runs_in_the_background_and_the_monitor_shows_it(runs_dir):
+    at = train_page()
+    at.button(key="start").click().run()
+    assert not at.exception, at.exception
+    run = registry().active_run()
+    assert run is not None and run.run_dir.parent == runs_dir
+    assert wait_for(lambda: len(run.history) >= 5)
+    at.run()
+    assert any(h.value.startswith("Epoch: ") and "Iteration: " in h.value for h in at.subheader)
+    assert len(at.get("plotly_chart")) >= 1 and len(at.get("image")) >= 1
+    first = len(run.history)
+    assert wait_for(lambda: len(run.history) > first)  # it advances by itself
+
+    name = run.run_dir.name
+    at.number_input(key=f"live-{name}-lr_d").set_value(1e-4).run()
+    assert run.knobs.lr_d == 1e-4
+    at.slider(key=f"live-{name}-flip_prob").set_value(0.3).run()
+    assert run.knobs.flip_prob == 0.3
+    assert wait_for(lambda: any(e["changes"].get("flip_prob") == 0.3 for e in run.snapshot().events))
+
+    at.button(key="live-stop").click().run()
+    assert run.wait(10) and run.status == "stopped"
+    at.run()
+    assert any("stopped" in s.value for s in at.success)
+
+
+def test_pause_and_step(runs_dir):
+    at = train_page()
+    at.button(key="start").click().run()
+    run = registry().active_run()
+    assert wait_for(lambda: run.iteration >= 2)
+    at.button(key="live-pause").click().run()
+    assert wait_for(lambda: run.status == "paused")
+    done = run.iteration
+    at.run()
+    at.button(key="live-step").click().run()
+    assert wait_for(lambda: run.iteration == done + 1) and run.status == "paused"
+
+
+def test_bad_input_shows_its_message_and_starts_nothing(runs_dir):
+    at = train_page()
+    at.number_input(key="form-pytorch-mlp-lr_g").set_value(-1.0).run()
+    assert any("lr_g -1.0 is out of range: allowed [0, 1]" in e.value for e in at.error)
+    assert at.button(key="start").disabled
+    at.number_input(key="form-pytorch-mlp-lr_g").set_value(2e-4).run()
+    at.selectbox(key="form-pytorch-mlp-loss").set_value("wasserstein").run()
+    at.number_input(key="form-pytorch-mlp-clip").set_value(0.02).run()
+    assert not at.button(key="start").disabled
+    at.selectbox(key="form-pytorch-mlp-loss").set_value("hinge").run()
+    assert any("applies only to loss 'wasserstein'" in e.value for e in at.error)
+    assert registry().active_run() is None and not runs_dir.exists()
+
+
+def test_batch_larger_than_the_data_is_refused_at_start(runs_dir):
+    at = train_page()
+    at.number_input(key="form-pytorch-mlp-batch").set_value(5000).run()
+    at.button(key="start").click().run()
+    assert any("batch_size 5000 is larger than data set 'digits'" in e.value for e in at.error)
+    assert registry().active_run() is None

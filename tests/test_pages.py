@@ -1,0 +1,294 @@
+"""The Samples and Runs pages, driven by Streamlit's AppTest over real (tiny) runs made by the engine."""
+
+import base64
+import io
+import json
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import streamlit as st
+import torch
+from PIL import Image
+from streamlit.runtime.media_file_manager import MediaFileManager
+from streamlit.testing.v1 import AppTest
+
+from dashboard.pages_common import NO_RUNS
+from dashboard.registry import registry
+from gan_core.history import COLUMNS
+from gan_core.presets import resolve
+from gan_core.run import start_run
+from gan_core.storage import list_runs, read_metrics, write_metrics
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES, RUNS = str(ROOT / "pages" / "1_Samples.py"), str(ROOT / "pages" / "2_Runs.py")
+TINY = {  # name -> (preset, overrides); made oldest first, so the pages list them in reverse
+    "images": ("cntk-dcgan", dict(dataset="digits", iterations=4, batch_size=16, sample_every=2)),
+    "conditional": ("tf-cdcgan", dict(dataset="digits", iterations=2, batch_size=16, sample_every=2)),
+    "points": ("ring", dict(iterations=3)),
+}
+
+
+@pytest.fixture(scope="module")
+def made_runs(tmp_path_factory):
+    """Three finished runs, made once; each test gets its own copy of the folder."""
+    root = tmp_path_factory.mktemp("made")
+    for name, (preset, overrides) in TINY.items():
+        config, knobs = resolve(preset, device="cpu", threads=1, **overrides)
+        run = start_run(config, knobs, runs_dir=root, name=name)
+        assert run.wait(60) and run.status == "finished", run.reason
+    return root
+
+
+@pytest.fixture
+def runs(made_runs, runs_dir):
+    shutil.copytree(made_runs, runs_dir)
+    return runs_dir
+
+
+@pytest.fixture(autouse=True)
+def fresh_registry():
+    """No run or cached generator leaks from one test into the next (st.cache_resource is process-wide)."""
+    _reset()
+    yield
+    _reset()
+
+
+def _reset():
+    registry().stop_all()
+    st.cache_resource.clear()
+    st.cache_data.clear()
+
+
+@pytest.fixture
+def media(monkeypatch):
+    """The files the pages hand to Streamlit, by URL (images, eager downloads) or deferred id (callables)."""
+    files, deferred = {}, {}
+    add, add_deferred = MediaFileManager.add, MediaFileManager.add_deferred
+
+    def record(self, data, mimetype, coordinates, file_name=None, is_for_static_download=False):
+        url = add(self, data, mimetype, coordinates, file_name, is_for_static_download)
+        files[url] = (data, file_name)
+        return url
+
+    def record_deferred(self, data_callable, mimetype, coordinates, file_name=None, **kwargs):
+        file_id = add_deferred(self, data_callable, mimetype, coordinates, file_name, **kwargs)
+        deferred[file_id] = (data_callable, file_name)
+        return file_id
+
+    monkeypatch.setattr(MediaFileManager, "add", record)
+    monkeypatch.setattr(MediaFileManager, "add_deferred", record_deferred)
+    return files, deferred
+
+
+def page(path: str) -> AppTest:
+    at = AppTest.from_file(path, default_timeout=60).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def downloads(at: AppTest, media) -> dict[str, tuple[bytes, str]]:
+    """Label -> (the bytes the button delivers, its file name), calling deferred builders as a click would."""
+    files, deferred = media
+    out = {}
+    for button in at.get("download_button"):
+        if button.proto.deferred_file_id:
+            build, name = deferred[button.proto.deferred_file_id]
+            out[button.label] = (build(), name)
+        else:
+            out[button.label] = files[button.proto.url]
+    return out
+
+
+def shown_image(at: AppTest, media, index: int = 0) -> Image.Image:
+    data, _ = media[0][at.image[index].value[0]]
+    return Image.open(io.BytesIO(data))
+
+
+def plotted(values) -> np.ndarray:
+    """A trace's values from a figure's JSON (Plotly writes numpy arrays as typed base64)."""
+    if isinstance(values, dict):
+        return np.frombuffer(base64.b64decode(values["bdata"]), values["dtype"])
+    return np.asarray(values)
+
+
+def run_dir(runs_dir: Path, name: str) -> Path:
+    return runs_dir / name
+
+
+# ---- empty states
+
+
+@pytest.mark.parametrize("path", [SAMPLES, RUNS])
+def test_pages_without_runs_say_where_to_start_one(runs_dir, path):
+    at = page(path)
+    assert [info.value for info in at.info] == [NO_RUNS]
+    assert not at.image and not at.dataframe
+
+
+# ---- Samples
+
+
+def test_samples_page_shows_a_grid_and_offers_every_export(runs, media):
+    at = page(SAMPLES)
+    at.selectbox(key="samples_run").set_value("images").run()
+    assert not at.exception and not at.error
+    assert len(at.image) == 2  # the grid and the interpolation
+    files = downloads(at, media)
+    assert set(files) == {"This picture (PNG)", "Time-lapse (GIF)", "Checkpoint (.pt)", "Metrics (CSV)"}
+    png, name = files["This picture (PNG)"]
+    assert name == "images-samples.png" and png == media[0][at.image[0].value[0]][0]  # the very bytes shown
+    assert Image.open(io.BytesIO(png)).size == (5 * 30 + 2, 5 * 30 + 2)  # 25 fixed latents, 28 px + padding
+    gif, name = files["Time-lapse (GIF)"]
+    assert name == "images-timelapse.gif" and gif[:6] == b"GIF89a"
+    assert Image.open(io.BytesIO(gif)).n_frames == 3  # iterations 1, 2, 4
+    checkpoint, name = files["Checkpoint (.pt)"]
+    assert (
+        name == "images-last.pt" and torch.load(io.BytesIO(checkpoint), weights_only=True)["iteration"] == 4
+    )
+    csv, name = files["Metrics (CSV)"]
+    assert name == "images-metrics.csv" and csv.decode().startswith("iteration,")
+
+
+def test_samples_zip_holds_n_single_images(runs, media):
+    at = page(SAMPLES)
+    at.selectbox(key="samples_run").set_value("images").run()
+    at.radio(key="source").set_value("New random").run()
+    at.number_input(key="seed").set_value(7).run()
+    at.number_input(key="file_count").set_value(12).run()
+    assert "Download 12 single images (ZIP)" not in downloads(at, media)  # built only on request
+    at.button(key="prepare").click().run()
+    assert not at.exception
+    data, name = downloads(at, media)["Download 12 single images (ZIP)"]
+    assert name == "images-12-seed7.zip"
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        names = archive.namelist()
+        assert names == [f"sample_{i:05d}.png" for i in range(12)]
+        assert Image.open(io.BytesIO(archive.read(names[0]))).size == (28, 28)
+
+
+def test_samples_conditional_run_draws_one_row_a_class(runs, media):
+    at = page(SAMPLES)
+    at.selectbox(key="samples_run").set_value("conditional").run()
+    assert shown_image(at, media).size == (10 * 30 + 2, 10 * 30 + 2)  # fixed: 10 a class, a row each
+    at.radio(key="source").set_value("New random").run()
+    at.number_input(key="count").set_value(3).run()
+    assert at.selectbox(key="grid_class").value is None  # all classes
+    assert shown_image(at, media).size == (3 * 30 + 2, 10 * 30 + 2)  # 3 columns, 10 rows
+    at.selectbox(key="grid_class").set_value(4).run()
+    assert not at.exception and shown_image(at, media).size == (2 * 30 + 2, 2 * 30 + 2)  # 3 of class 4
+    assert shown_image(at, media, 1).size == (10 * 30 + 2, 30 + 2)  # interpolation: one row of 10
+
+
+def test_samples_points_run_shows_a_scatter_and_exports_points(runs, media):
+    at = page(SAMPLES)  # the newest run is chosen first: the 2-D one
+    assert at.selectbox(key="samples_run").value == "points"
+    assert shown_image(at, media).size == (400, 400)
+    at.number_input(key="file_count").set_value(50).run()
+    at.button(key="prepare").click().run()
+    data, name = downloads(at, media)["Download 50 points (NPY)"]
+    assert name.endswith(".npy") and np.load(io.BytesIO(data)).shape == (50, 2)
+
+
+def test_samples_use_the_latest_weights_of_a_live_run(runs, media):
+    config, knobs = resolve(
+        "cntk-dcgan",
+        dataset="digits",
+        iterations=100_000,
+        batch_size=16,
+        device="cpu",
+        checkpoint_every=10**7,
+    )
+    run = registry().start(config, knobs, name="live")
+    at = page(SAMPLES)
+    assert at.selectbox(key="samples_run").value == "live"  # the active run comes first
+    assert "no checkpoint yet" in at.info[0].value and not at.image
+    at.button[0].click().run()  # "Use the latest weights"
+    assert at.button[0].label == "Use the latest weights"
+    assert not at.exception and not at.error and len(at.image) == 2
+    assert (run.run_dir / "checkpoints" / "last.pt").is_file() and run.alive
+
+
+def test_samples_reports_an_unreadable_checkpoint(runs):
+    (run_dir(runs, "images") / "checkpoints" / "last.pt").write_bytes(b"not a checkpoint")
+    at = page(SAMPLES)
+    at.selectbox(key="samples_run").set_value("images").run()
+    assert not at.exception and "Cannot load the generator of images" in at.error[0].value
+
+
+# ---- Runs
+
+
+def test_runs_table_lists_every_run_newest_first(runs):
+    at = page(RUNS)
+    table = at.dataframe[0].value
+    assert list(table["Run"]) == ["points", "conditional", "images"]
+    assert list(table["Iterations"]) == ["3 / 3", "2 / 2", "4 / 4"]
+    assert all("finished" in status for status in table["Status"])
+    assert list(table["Preset"]) == ["ring", "tf-cdcgan", "cntk-dcgan"]
+    assert all(len(d) == 8 and d.count(":") == 2 for d in table["Duration"])
+
+
+def test_runs_overlay_two_runs(runs):
+    long = np.zeros((5000, len(COLUMNS)), np.float32)  # a long run's metrics: curves are cut to 2000 points
+    long[:, COLUMNS.index("iteration")] = np.arange(1, 5001)
+    write_metrics(run_dir(runs, "points") / "metrics.csv", COLUMNS, long, append=False)
+    at = page(RUNS)
+    at.multiselect(key="overlay").set_value(["images", "points"]).run()
+    scores, losses = (json.loads(chart.proto.spec) for chart in at.get("plotly_chart"))
+    assert [trace["name"] for trace in scores["data"]] == [
+        "images · Generator", "images · Discriminator", "points · Generator", "points · Discriminator",
+    ]  # fmt: skip
+    assert scores["layout"]["yaxis"]["range"] == [0, 1]
+    assert scores["layout"]["xaxis"]["title"]["text"] == "Iteration"
+    assert scores["layout"]["yaxis"]["title"]["text"] == "Score"
+    _, table = read_metrics(run_dir(runs, "images") / "metrics.csv")
+    assert plotted(scores["data"][0]["y"]) == pytest.approx(table[:, 3])  # score_g, every iteration
+    assert len(plotted(scores["data"][2]["x"])) == 2000 and plotted(scores["data"][2]["x"])[-1] == 5000
+    assert len(losses["data"]) == 4
+
+
+def test_runs_delete_needs_confirmation(runs):
+    at = page(RUNS)
+    at.selectbox(key="delete_run").set_value("conditional").run()
+    assert at.button(key="delete").disabled
+    at.checkbox(key="confirm_delete").check().run()
+    at.button(key="delete").click().run()
+    assert not at.exception and at.success[0].value == "Deleted conditional."
+    assert not run_dir(runs, "conditional").exists()
+    assert list(at.dataframe[0].value["Run"]) == ["points", "images"]
+    assert at.checkbox(key="confirm_delete").value is False  # the next delete asks again
+
+
+def test_runs_delete_stops_a_live_run_first(runs):
+    config, knobs = resolve(
+        "cntk-dcgan",
+        dataset="digits",
+        iterations=100_000,
+        batch_size=16,
+        device="cpu",
+        checkpoint_every=10**7,
+    )
+    run = registry().start(config, knobs, name="live")
+    at = page(RUNS)
+    at.selectbox(key="delete_run").set_value("live").run()
+    assert "will be stopped first" in at.warning[0].value
+    at.checkbox(key="confirm_delete").check().run()
+    at.button(key="delete").click().run()
+    assert not run.alive and not run.run_dir.exists() and run.run_dir not in registry().runs
+
+
+def test_runs_resume_continues_a_finished_run(runs):
+    at = page(RUNS)
+    at.selectbox(key="resume_run").set_value("images").run()
+    at.number_input(key="resume_iterations_images").set_value(6).run()
+    at.button(key="resume").click().run()
+    assert not at.exception and at.toast[0].value == "Resumed images up to 6 iterations."
+    assert "Train" in at.info[0].value
+    run = registry().runs[run_dir(runs, "images")]
+    assert run.wait(60) and run.status == "finished"
+    columns, table = read_metrics(run.run_dir / "metrics.csv")
+    assert table[-1, columns.index("iteration")] == 6
+    assert [info.iteration for info in list_runs() if info.name == "images"] == [6]

@@ -18,7 +18,8 @@ with st.expander("Set-up", expanded=active is None or not active.alive):
         try:
             with st.spinner("Loading the data set …"):
                 run = registry().start(form.config, form.knobs)
-            st.toast(f"Started {run.run_dir.name}")
+            skipped = f", {run.data.skipped} unreadable files skipped" if run.data.skipped else ""
+            st.toast(f"Started {run.run_dir.name}: {len(run.data):,} samples{skipped}")
         except (ConfigError, DataError) as exc:
             st.error(str(exc))
 

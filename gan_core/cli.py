@@ -80,7 +80,9 @@ def train(args) -> int:
             checkpoint_every=args.checkpoint_every, data_dir=args.data_dir,
         )  # fmt: skip
         run = start_run(config, knobs, runs_dir=args.runs_dir, name=args.name)
-    print(f"run {run.run_dir} on {run.device}", file=sys.stderr)
+    skipped = f" ({run.data.skipped} unreadable files skipped)" if run.data.skipped else ""
+    print(f"run {run.run_dir} on {run.device}: {len(run.data):,} samples of {run.config.dataset}{skipped}",
+          file=sys.stderr)  # fmt: skip
     code = _follow(run)
     print(run.run_dir)
     return code

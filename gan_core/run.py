@@ -24,6 +24,7 @@ from .trainer import Trainer, device_label, points_bounds, resolve_device
 
 STATUSES = ("running", "paused", "finished", "stopped", "failed", "diverged")
 FLUSH_ROWS, FLUSH_SECONDS = 256, 0.25  # how often device metrics are read back (one sync each)
+CHECKPOINT_SECONDS = 120  # a slow run also checkpoints at least this often
 
 
 @dataclass(frozen=True)
@@ -191,7 +192,7 @@ class Run:
 
     def _loop(self, trainer: Trainer) -> None:
         self._pending: list = []
-        self._t0 = self._t_flush = time.monotonic()
+        self._t0 = self._t_flush = self._t_saved = time.monotonic()
         self._elapsed_base = float(self.history.last().get("elapsed_s", 0.0))
         if self.iteration > 0:  # resumed: show where it stands before the next grid is due
             self._sample(trainer, self.iteration)
@@ -243,7 +244,7 @@ class Run:
             return False
         if it == 1 or it % self.config.sample_every == 0:
             self._sample(trainer, it)
-        if it % self.config.checkpoint_every == 0:
+        if it % self.config.checkpoint_every == 0 or time.monotonic() - self._t_saved > CHECKPOINT_SECONDS:
             return self._save(trainer)
         return True
 
@@ -338,7 +339,7 @@ class Run:
                      "num_classes": self.data.num_classes},
         }  # fmt: skip
         storage.save_checkpoint(self.run_dir / "checkpoints" / "last.pt", state)
-        self._last_good = self.iteration
+        self._last_good, self._t_saved = self.iteration, time.monotonic()
         return True
 
     def _restore_history(self, checkpoint: dict) -> None:
@@ -400,7 +401,7 @@ def start_run(
     )
     storage.write_config(run_dir, config, knobs)
     run = Run(config, knobs, data, run_dir)
-    run._event("start", device=str(run.device))
+    run._event("start", device=str(run.device), samples=len(data), skipped=data.skipped)
     run._thread.start()
     return run
 

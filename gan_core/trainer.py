@@ -76,6 +76,9 @@ class Trainer:
         self.opt_g = make_optimizer(config, self.generator.parameters(), knobs.lr_g)
         self.opt_d = make_optimizer(config, self.d_params, knobs.lr_d)
         self.clip = clip_value(config)
+        if device.type == "cuda":  # fixed shapes: let cuDNN pick its fastest kernels; TF32 matmuls
+            torch.backends.cudnn.benchmark = True
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
         self.rng = torch.Generator(device=device).manual_seed(config.seed)
         self.x = data.x.to(device)
         self.y = data.y.to(device) if data.y is not None else None

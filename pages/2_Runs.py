@@ -19,6 +19,7 @@ from gan_core.run import format_elapsed
 from gan_core.storage import RunInfo, delete_run, list_runs, read_metrics
 
 MAX_POINTS = 2000
+REFRESH_SECONDS = 2.0
 COLOURS = ("#0072BD", "#D95319", "#EDB120", "#7E2F8E", "#77AC30", "#4DBEEE", "#A2142F")  # MATLAB's lines
 SCORES = {"score_g": ("Generator", "solid"), "score_d": ("Discriminator", "dash")}
 LOSSES = {"loss_g": ("Generator", "solid"), "loss_d": ("Discriminator", "dash")}
@@ -127,6 +128,16 @@ def draw_message() -> None:
         st.info("Open the **Train** page to watch it train and tune its knobs.")
 
 
+def draw_table() -> None:
+    """The runs table; while a run trains in this server it refreshes itself (only this part reruns)."""
+
+    @st.fragment(run_every=REFRESH_SECONDS if registry().running() else None)
+    def table() -> None:
+        st.dataframe(runs_frame(list_runs()), hide_index=True)
+
+    table()
+
+
 def draw_overlays(infos: list[RunInfo]) -> None:
     st.subheader("Compare")
     by_name = {info.name: info for info in infos}
@@ -182,7 +193,7 @@ def main() -> None:
     if not infos:
         st.info(NO_RUNS)
         return
-    st.dataframe(runs_frame(infos), hide_index=True)
+    draw_table()
     draw_overlays(infos)
     left, right = st.columns(2)
     with left:

@@ -95,7 +95,7 @@ def test_knob_change_is_seen_by_the_next_iteration(runs_dir):
 
 
 def test_stop_ends_the_thread_within_a_second_and_saves(runs_dir):
-    run = start(runs_dir, arch="dcgan28")
+    run = start(runs_dir, arch="mlp")
     assert wait_for(lambda: run.iteration >= 2)
     began = time.monotonic()
     run.stop(wait=False)

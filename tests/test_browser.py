@@ -1,0 +1,208 @@
+"""The app in a real Chromium: start a run, watch it train, tune it live, download a PNG from Samples.
+
+Set SAVE_SCREENSHOT=1 to also (re)write docs/monitor.png, the README's picture of the live monitor.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium" if Path("/usr/bin/chromium").is_file() else shutil.which("chromium")
+if CHROMIUM is None:
+    pytest.skip("no Chromium: /usr/bin/chromium and `chromium` on PATH are both absent", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+from PIL import Image  # noqa: E402
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+VIEWPORT = {"width": 1400, "height": 1000}
+SERVER_START_S = 60
+SHOW_S = 60  # first appearance of the chart and image: includes importing torch and loading the data
+TRAIN_FOR_SCREENSHOT_S = 12  # long enough for the curves to have a shape
+HEADING = re.compile(r"Epoch: (\d+), Iteration: (\d+), Elapsed: \d+:\d\d:\d\d")
+NEW_LR_D = 1.5e-4
+
+
+# ---- the server
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+            return response.read().decode().strip() == "ok"
+    except OSError:
+        return False
+
+
+def stop(server: subprocess.Popen) -> None:
+    """End the server and anything it started (its own process group)."""
+    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(server.pid, sig)
+            server.wait(wait)
+            return
+        except ProcessLookupError:
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    """(URL, runs folder) of `streamlit run app.py` on a free port, writing its runs to a temp folder."""
+    tmp = tmp_path_factory.mktemp("browser")
+    runs, log_path, port = tmp / "runs", tmp / "server.log", free_port()
+    env = {**os.environ, "GAN_RUNS_DIR": str(runs)}
+    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+               "--server.address", "127.0.0.1", "--server.headless", "true"]  # fmt: skip
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                  start_new_session=True)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + SERVER_START_S
+        while not healthy(url):
+            if server.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the Streamlit server did not answer {url}/_stcore/health with 'ok' within "
+                            f"{SERVER_START_S} s:\n{log_path.read_text()[-3000:]}")  # fmt: skip
+            time.sleep(0.2)
+        yield url, runs
+    finally:
+        stop(server)
+
+
+@pytest.fixture
+def page(app):
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport=VIEWPORT, accept_downloads=True)
+        yield context.new_page()
+        browser.close()
+
+
+# ---- helpers
+
+
+def visible(locator, what: str, timeout_s: float) -> None:
+    """Wait for a locator to be visible; on time-out, fail saying what was missing."""
+    try:
+        locator.first.wait_for(state="visible", timeout=timeout_s * 1000)
+    except sync_api.TimeoutError:
+        pytest.fail(f"{what} did not appear within {timeout_s:g} s")
+
+
+def iteration(page) -> int:
+    """The iteration in the monitor's heading 'Epoch: e, Iteration: i, Elapsed: hh:mm:ss'."""
+    text = page.get_by_text(HEADING).first.inner_text()
+    match = HEADING.search(text)
+    assert match, f"the monitor heading reads {text!r}"
+    return int(match.group(2))
+
+
+def knob_changes(run_dir: Path) -> list[dict]:
+    path = run_dir / "events.jsonl"
+    if not path.is_file():
+        return []
+    events = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [e["changes"] for e in events if e.get("event") == "knobs"]
+
+
+def wait_until(predicate, timeout_s: float, interval_s: float = 0.2) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval_s)
+    return predicate()
+
+
+def save_monitor_screenshot(page) -> None:
+    """docs/monitor.png: the main column from the monitor's heading down to the live-tuning row."""
+    page.get_by_label("lr D", exact=True).blur()
+    page.mouse.move(0, 0)  # no hover toolbars in the picture
+    main = page.locator('[data-testid="stMainBlockContainer"]').bounding_box()
+    top = page.get_by_text(HEADING).first.bounding_box()
+    controls = page.get_by_label("lr D", exact=True).bounding_box()
+    x0, y0 = main["x"], max(0, top["y"] - 16)
+    y1 = controls["y"] + controls["height"] + 16
+    path = ROOT / "docs" / "monitor.png"
+    path.parent.mkdir(exist_ok=True)
+    page.screenshot(path=str(path), full_page=True, clip={"x": x0, "y": y0, "width": main["width"], "height": y1 - y0})
+
+
+# ---- the test
+
+
+def test_train_watch_tune_and_download_in_a_browser(app, page, tmp_path):
+    url, runs = app
+    page.goto(url)
+    start = page.get_by_role("button", name="Start", exact=True)
+    visible(start, "The Train page's Start button", SHOW_S)
+    start.click()
+
+    visible(page.locator(".stPlotlyChart .js-plotly-plot"), "The Plotly score chart", SHOW_S)
+    visible(page.locator('[data-testid="stImage"] img'), "The 'Generated Images' grid", SHOW_S)
+    visible(page.get_by_text("Generated Images (iteration", exact=False), "The image grid's caption", 5)
+    visible(page.get_by_text(HEADING), "The heading 'Epoch: e, Iteration: i, Elapsed: hh:mm:ss'", 5)
+
+    first = iteration(page)
+    assert wait_until(lambda: iteration(page) > first, 10), (
+        f"the monitor's iteration stayed at {first} for 10 s: the heading does not update"
+    )
+
+    run_dirs = [p for p in runs.iterdir() if (p / "config.json").is_file()]
+    assert len(run_dirs) == 1, f"expected one run folder in {runs}, found {run_dirs}"
+    lr_d = page.get_by_label("lr D", exact=True)
+    visible(lr_d, "The live 'lr D' number input", 5)
+    lr_d.fill(f"{NEW_LR_D:.6f}")
+    lr_d.press("Enter")
+    assert wait_until(lambda: any("lr_d" in c for c in knob_changes(run_dirs[0])), 10), (
+        f"no knobs event with lr_d in {run_dirs[0] / 'events.jsonl'} within 10 s of setting lr D"
+    )
+    changed = [c["lr_d"] for c in knob_changes(run_dirs[0]) if "lr_d" in c]
+    assert changed[-1] == pytest.approx(NEW_LR_D), f"lr_d changed to {changed[-1]}, not {NEW_LR_D}"
+
+    if os.environ.get("SAVE_SCREENSHOT"):
+        shown = iteration(page)
+        page.wait_for_timeout(TRAIN_FOR_SCREENSHOT_S * 1000)  # training time, so the curves have a shape
+        assert iteration(page) > shown
+        save_monitor_screenshot(page)
+
+    page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name="Samples").click()
+    visible(page.get_by_role("heading", name="Samples"), "The Samples page's title", 30)
+    latest = page.get_by_role("button", name="Use the latest weights")
+    visible(latest, "The Samples page's 'Use the latest weights' button (for the run training here)", 30)
+    latest.click()
+    download = page.get_by_role("button", name="This picture (PNG)")
+    visible(download, "The Samples page's 'This picture (PNG)' download button", 60)
+    with page.expect_download(timeout=30_000) as info:
+        download.click()
+    saved = tmp_path / info.value.suggested_filename
+    info.value.save_as(saved)
+
+    assert saved.suffix == ".png" and saved.stat().st_size > 0
+    with Image.open(io.BytesIO(saved.read_bytes())) as png:
+        assert png.format == "PNG"
+        assert png.width > 8 and png.height > 8

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, fields
+import os
+from dataclasses import dataclass, field, fields
 
 
 class ConfigError(ValueError):
@@ -93,7 +94,7 @@ class RunConfig:
     device: str = "auto"
     threads: int | None = None  # torch intra-op threads on CPU; None: all cores
     checkpoint_every: int = 1000
-    data_dir: str = "data"
+    data_dir: str = field(default_factory=lambda: os.environ.get("GAN_DATA_DIR", "data"))
 
     def __post_init__(self):
         check_range("iterations", self.iterations, 1, 100_000_000, integer=True)

@@ -37,6 +37,7 @@ SHOW_S = 60  # first appearance of the chart and image: includes importing torch
 TRAIN_FOR_SCREENSHOT_S = 12  # long enough for the curves to have a shape
 HEADING = re.compile(r"Epoch: (\d+), Iteration: (\d+), Elapsed: \d+:\d\d:\d\d")
 NEW_LR_D = 1.5e-4
+MAIN = '[data-testid="stMain"]'
 
 
 # ---- the server
@@ -142,6 +143,8 @@ def save_monitor_screenshot(page) -> None:
     """docs/monitor.png: the main column from the monitor's heading down to the live-tuning row."""
     page.get_by_label("lr D", exact=True).blur()
     page.mouse.move(0, 0)  # no hover toolbars in the picture
+    # between two refreshes, so no element is drawn faded as stale
+    page.wait_for_function(f"!document.querySelector('{MAIN} [data-stale=\"true\"]')", polling=50, timeout=10_000)
     main = page.locator('[data-testid="stMainBlockContainer"]').bounding_box()
     top = page.get_by_text(HEADING).first.bounding_box()
     controls = page.get_by_label("lr D", exact=True).bounding_box()

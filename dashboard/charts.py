@@ -15,7 +15,7 @@ HEIGHT = 380
 def _layout(fig: go.Figure, y_title: str, y_range=None, height: int = HEIGHT) -> go.Figure:
     fig.update_layout(
         height=height, margin=dict(l=50, r=20, t=30, b=45), uirevision="keep",  # zoom survives refreshes
-        legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0), template="plotly_white",
+        legend=dict(orientation="h", yanchor="bottom", y=1.0, x=1, xanchor="right"), template="plotly_white",
     )  # fmt: skip
     fig.update_xaxes(title="Iteration", showgrid=True, zeroline=False)
     fig.update_yaxes(title=y_title, showgrid=True, range=y_range)
@@ -38,7 +38,8 @@ def _mark_changes(fig: go.Figure, events, limit: int = 30) -> None:
     for event in list(events)[-limit:]:
         fig.add_vline(x=event["iteration"], line=dict(color="#888", dash="dot", width=1))
         fig.add_annotation(x=event["iteration"], y=1, yref="paper", text=knob_label(event), showarrow=False,
-                           textangle=-90, xanchor="right", yanchor="top", font=dict(size=10, color="#555"))  # fmt: skip
+                           xanchor="left", yanchor="bottom", bgcolor="rgba(255,255,255,0.8)",
+                           font=dict(size=10, color="#444"))  # fmt: skip
 
 
 def scores_figure(history: dict, events=()) -> go.Figure:

@@ -62,7 +62,7 @@ def figure(snap: Snapshot, name: str):
 
 def enlarged(grid: np.ndarray) -> np.ndarray:
     """Scale a small tile up by a whole factor, nearest neighbour, so pixels stay sharp."""
-    factor = max(1, GRID_PIXELS // max(grid.shape[:2]))
+    factor = max(1, round(GRID_PIXELS / max(grid.shape[:2])))
     if factor == 1:
         return grid
     return np.asarray(
@@ -134,24 +134,23 @@ def _apply(run: Run, name: str, key: str) -> None:
 def draw_controls(run: Run, snap: Snapshot) -> None:
     active = snap.active
     st.markdown("**Live tuning** — changes apply at the next iteration and are marked on the curves.")
-    c1, c2, c3, c4, c5 = st.columns([1, 1, 1.3, 1, 2.2])
+    c1, c2, c3, c4 = st.columns([1, 1, 1.4, 1])
     k = f"live-{snap.run_dir.name}-"
     knobs = snap.knobs
     for col, name, label in ((c1, "lr_g", "lr G"), (c2, "lr_d", "lr D")):
-        col.number_input(label, value=float(getattr(knobs, name)), step=1e-5, format="%.6f", key=k + name,
+        col.number_input(label, value=float(getattr(knobs, name)), step=1e-5, format="%.2e", key=k + name,
                          disabled=not active, on_change=_apply, args=(run, name, k + name))  # fmt: skip
     c3.slider("Flip probability", 0.0, 1.0, float(knobs.flip_prob), 0.05, key=k + "flip_prob", disabled=not active,
               on_change=_apply, args=(run, "flip_prob", k + "flip_prob"))  # fmt: skip
     c4.number_input("D iterations", value=int(knobs.d_iters), step=1, key=k + "d_iters", disabled=not active,
                     on_change=_apply, args=(run, "d_iters", k + "d_iters"))  # fmt: skip
-    with c5:
-        draw_buttons(run, snap)
     if "live-error" in st.session_state:
         st.error(st.session_state["live-error"])
+    draw_buttons(run, snap)
 
 
 def draw_buttons(run: Run, snap: Snapshot) -> None:
-    b1, b2, b3, b4 = st.columns(4)
+    b1, b2, b3, b4, _ = st.columns([1, 1, 1, 1, 2])
     paused = snap.status == "paused"
     if b1.button(
         "Resume" if paused else "Pause", key="live-pause", disabled=not snap.active, width="stretch"
@@ -164,8 +163,8 @@ def draw_buttons(run: Run, snap: Snapshot) -> None:
     if b3.button("Stop", key="live-stop", disabled=not snap.active, type="primary", width="stretch"):
         run.stop(wait=False)
         st.toast("Stopping: the checkpoint and metrics are being saved.")
-    if b4.button("Resume run", key="live-continue", disabled=snap.active or snap.status == "finished",
-                 help="Continue a stopped run from its checkpoint", width="stretch"):  # fmt: skip
+    if b4.button("Continue run", key="live-continue", disabled=snap.active or snap.status == "finished",
+                 help="Continue a stopped run from its last checkpoint", width="stretch"):  # fmt: skip
         registry().resume(snap.run_dir)
 
 

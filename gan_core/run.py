@@ -296,7 +296,9 @@ class Run:
         now = time.monotonic()
         seconds = max(now - self._t_flush, 1e-9)
         self._t_flush = now
-        self._images_per_s = float(n_d.sum() * self.config.batch_size / seconds)
+        rate = float(n_d.sum() * self.config.batch_size / seconds)
+        # smoothed over the last few seconds: single flushes are too short to read steadily
+        self._images_per_s = rate if not self._images_per_s else 0.8 * self._images_per_s + 0.2 * rate
         critic = LOSSES[self.config.loss].critic
         table = {
             "iteration": iteration, "epoch": epoch, "elapsed_s": self._elapsed_base + (t - self._t0),

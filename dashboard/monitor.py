@@ -109,7 +109,11 @@ def draw_samples(snap: Snapshot) -> None:
             f"Real and generated points, D's output behind them (iteration {snap.points['iteration']})"
         )
     elif snap.grid is not None:
-        st.image(enlarged(snap.grid), caption=f"Generated Images (iteration {snap.grid_iteration})")
+        st.image(
+            enlarged(snap.grid),
+            caption=f"Generated Images (iteration {snap.grid_iteration})",
+            output_format="PNG",
+        )
     else:
         st.caption("Generated Images appear after the first iteration.")
 

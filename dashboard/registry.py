@@ -35,7 +35,7 @@ class Registry:
         current = self.runs.get(Path(run_dir))
         if current is not None and current.alive:
             return current
-        return self._add(resume_run(run_dir, iterations=iterations))
+        return self._add(resume_run(run_dir, iterations=iterations, threads=CPU_THREADS))
 
     def _add(self, run: Run) -> Run:
         with self._lock:

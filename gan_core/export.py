@@ -70,9 +70,9 @@ def points_image(real: np.ndarray, fake: np.ndarray, field: np.ndarray | None, b
 # ---- exports
 
 
-def zip_bytes(samples: torch.Tensor, progress: Callable[[float], None] | None = None) -> bytes:
-    """Each sample as its own PNG (sample_00000.png ...) in one ZIP."""
-    images = to_uint8(samples)
+def zip_bytes(samples: torch.Tensor | np.ndarray, progress: Callable[[float], None] | None = None) -> bytes:
+    """Each sample as its own PNG (sample_00000.png ...) in one ZIP; samples in [-1, 1] or already uint8 (N, H, W, C)."""
+    images = samples if isinstance(samples, np.ndarray) else to_uint8(samples)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:  # PNGs are compressed already
         for i, image in enumerate(images):

@@ -408,7 +408,9 @@ def start_run(
     return run
 
 
-def resume_run(run_dir: str | Path, iterations: int | None = None, device: str | None = None) -> Run:
+def resume_run(
+    run_dir: str | Path, iterations: int | None = None, device: str | None = None, threads: int | None = None
+) -> Run:
     """Continue a stopped or crashed run from its last checkpoint, up to `iterations` in total."""
     run_dir = Path(run_dir)
     config, _ = storage.read_config(run_dir)
@@ -419,8 +421,9 @@ def resume_run(run_dir: str | Path, iterations: int | None = None, device: str |
     knobs = Knobs(**checkpoint["knobs"])
     done = int(checkpoint["iteration"])
     config = config.replace(
-        iterations=iterations or max(config.iterations, done), device=device or config.device
-    )
+        iterations=iterations or max(config.iterations, done), device=device or config.device,
+        threads=threads or config.threads,
+    )  # fmt: skip
     if config.iterations < done:
         raise ConfigError(
             f"iterations {config.iterations} is below the {done} already done: allowed [{done}, ...]"

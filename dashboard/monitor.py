@@ -9,7 +9,8 @@ import streamlit as st
 from PIL import Image
 
 from gan_core import ConfigError, Run, Snapshot
-from gan_core.hints import failure_hints
+from gan_core.data import TOYS
+from gan_core.hints import failure_hints, quality_hints
 from gan_core.losses import LOSSES
 from gan_core.run import format_elapsed
 
@@ -27,10 +28,23 @@ def monitor_title(snap: Snapshot) -> str:
     return f"Epoch: {snap.epoch}, Iteration: {snap.iteration}, Elapsed: {format_elapsed(snap.elapsed_s)}"
 
 
+QUALITY_CHARTS = {  # chart -> (title, {column: legend}, y axis)
+    "quality": ("Sample quality", {"recognisable": "recognisable", "class_entropy": "class entropy (1 = even)",
+                                   "diversity": "diversity / real"}, "Fraction"),
+    "fd": ("Classifier FD", {"fd": "Fréchet distance to real (classifier features)"}, "FD"),
+    "modes": ("Modes captured", {"modes": "modes captured"}, "Modes"),
+    "high_quality": ("High-quality fraction", {"high_quality": "within 3 std of a mode"}, "Fraction"),
+}  # fmt: skip
+
+
 def chart_names(snap: Snapshot) -> dict[str, str]:
     names = {"losses": "Losses", "rates": "Learning rates", "speed": "Images/s"}
     if LOSSES[snap.config.loss].critic:
         names["wasserstein"] = "Wasserstein estimate"
+    measured = snap.quality["iteration"]
+    for name, (title, columns, _) in QUALITY_CHARTS.items():
+        if len(measured) and np.isfinite(snap.quality[next(iter(columns))]).any():
+            names[name] = title
     return names
 
 
@@ -44,6 +58,9 @@ def _build(snap: Snapshot, name: str):
         )
     if name == "rates":
         return charts.lines_figure(h, {"lr_g": "lr G", "lr_d": "lr D"}, "Learning rate", ev, log=True)
+    if name in QUALITY_CHARTS:
+        _, columns, y_title = QUALITY_CHARTS[name]
+        return charts.lines_figure(snap.quality, columns, y_title, ev)
     if name == "wasserstein":
         return charts.lines_figure(h, {"wasserstein": "Wasserstein estimate"}, "Estimate", ev)
     return charts.lines_figure(h, {"images_per_s": "images/s"}, "Images per second")
@@ -51,7 +68,7 @@ def _build(snap: Snapshot, name: str):
 
 def figure(snap: Snapshot, name: str):
     """The named chart of this snapshot, built once per new data however many tabs are watching."""
-    data_key = (len(snap.history["iteration"]), len(snap.events))
+    data_key = (len(snap.history["iteration"]), len(snap.quality["iteration"]), len(snap.events))
     key = (str(snap.run_dir), name)
     with _figures_lock:
         cached = _figures.get(key)
@@ -119,7 +136,10 @@ def draw_samples(snap: Snapshot) -> None:
 
 
 def draw_hints(snap: Snapshot) -> None:
-    for hint in failure_hints(snap.history, snap.status, snap.reason):
+    toy = TOYS.get(snap.config.dataset)
+    hints = failure_hints(snap.history, snap.status, snap.reason)
+    hints += quality_hints(snap.quality, snap.num_classes, len(toy[0]) if toy else None)
+    for hint in hints:
         show = st.error if hint.level == "error" else st.warning if hint.level == "warning" else st.info
         show(f"**{hint.title}.** {hint.text}")
 
@@ -178,3 +198,8 @@ def draw_more_charts(snap: Snapshot) -> None:
     choice = st.segmented_control("More charts", list(names), format_func=names.get, key="more-charts")
     if choice in names:
         st.plotly_chart(figure(snap, choice), key=f"chart-{choice}", config={"displaylogo": False})
+    if snap.quality_note:
+        st.caption(f"Sample quality: {snap.quality_note}.")
+    elif not len(snap.quality["iteration"]) and snap.active:
+        st.caption("Sample quality: measured every so often (under 5% of training time); the first measurement "
+                   "comes once the data set's classifier is ready (trained once, then cached).")  # fmt: skip

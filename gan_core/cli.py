@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 from . import export, storage
 from .config import ConfigError
-from .data import DATASETS, DataError
+from .data import DATASETS, TOYS, DataError, load_dataset
 from .losses import LOSSES
+from .metrics import TOY_SAMPLES, image_evaluator, inception_fid, toy_metrics
 from .models import ARCHS
 from .presets import PRESETS, resolve
 from .run import format_elapsed, resume_run, start_run
 from .sampling import generate, latents, load_sampler
+from .trainer import resolve_device
 
 
 class UsageError(Exception):
@@ -45,7 +48,7 @@ def build_parser() -> Parser:
                        ("--batch-size", int), ("--lr-g", float), ("--lr-d", float), ("--flip-prob", float),
                        ("--z-dim", int), ("--sample-every", int), ("--seed", int), ("--threads", int),
                        ("--optimizer", str), ("--beta1", float), ("--beta2", float), ("--clip-value", float),
-                       ("--checkpoint-every", int), ("--data-dir", str)]:  # fmt: skip
+                       ("--checkpoint-every", int), ("--eval-every", int), ("--data-dir", str)]:  # fmt: skip
         train.add_argument(flag, type=kind)
     train.add_argument("--d-iters", type=d_iters_arg, help="D updates per G update, or warmup[:K]")
     train.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
@@ -59,6 +62,11 @@ def build_parser() -> Parser:
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--class", dest="class_index", type=int)
     sample.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda", "mps"])
+    evaluate = sub.add_parser("evaluate", help="sample-quality metrics of a run's latest checkpoint")
+    evaluate.add_argument("run_dir")
+    evaluate.add_argument("--n", type=int, default=2000, help="generated samples to measure (toys: 2500)")
+    evaluate.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     sub.add_parser("list", help="architectures, losses, data sets, presets")
     return parser
 
@@ -77,7 +85,7 @@ def train(args) -> int:
             d_iters=d_iters, d_warmup=d_warmup, z_dim=args.z_dim, sample_every=args.sample_every,
             seed=args.seed, device=args.device, threads=args.threads, optimizer=args.optimizer,
             beta1=args.beta1, beta2=args.beta2, clip_value=args.clip_value,
-            checkpoint_every=args.checkpoint_every, data_dir=args.data_dir,
+            checkpoint_every=args.checkpoint_every, eval_every=args.eval_every, data_dir=args.data_dir,
         )  # fmt: skip
         run = start_run(config, knobs, runs_dir=args.runs_dir, name=args.name)
     skipped = f" ({run.data.skipped} unreadable files skipped)" if run.data.skipped else ""
@@ -148,6 +156,41 @@ def sample(args) -> int:
     return 0
 
 
+# ---- evaluate
+
+
+def evaluate(args) -> int:
+    if not 100 <= args.n <= 100_000:
+        raise UsageError(f"--n {args.n} is out of range: allowed [100, 100000]")
+    device = resolve_device(args.device)
+    sampler = load_sampler(args.run_dir, device)
+    config = sampler.config
+    data = load_dataset(config.dataset, ARCHS[config.arch].image_size, config.data_dir)
+    result = {"run": str(args.run_dir), "iteration": sampler.iteration}
+    if config.dataset in TOYS:
+        z, _ = latents(sampler, TOY_SAMPLES, seed=1)
+        result |= toy_metrics(generate(sampler, z), config.dataset)
+        result["modes_total"] = len(TOYS[config.dataset][0])
+    elif data.y is not None and data.num_classes > 1:
+        print("preparing the data set's classifier (trained once, then cached) ...", file=sys.stderr)
+        evaluator = image_evaluator(data, device, config.data_dir, samples=args.n)
+        z, labels = latents(sampler, args.n, seed=1)
+        samples = generate(sampler, z, labels)
+        result |= evaluator(samples.to(device), labels)
+        result |= {"fd_real_floor": evaluator.fd_floor, "classifier_accuracy": evaluator.classifier_accuracy}
+        result["inception_fid"] = inception_fid(data.x[: args.n], samples, device)
+    else:
+        raise ConfigError(
+            f"{config.dataset!r} has no labels: quality metrics need a 2-D toy or labelled images"
+        )
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for name, value in result.items():
+            print(f"{name:<20} {value:.4g}" if isinstance(value, float) else f"{name:<20} {value}")
+    return 0
+
+
 # ---- list
 
 
@@ -171,7 +214,7 @@ def list_all(_args) -> int:
 def main(argv=None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        return {"train": train, "sample": sample, "list": list_all}[args.command](args)
+        return {"train": train, "sample": sample, "evaluate": evaluate, "list": list_all}[args.command](args)
     except (UsageError, ConfigError, DataError) as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"error: {message}", file=sys.stderr)

@@ -94,6 +94,7 @@ class RunConfig:
     device: str = "auto"
     threads: int | None = None  # torch intra-op threads on CPU; None: all cores
     checkpoint_every: int = 1000
+    eval_every: int | None = None  # sample-quality metrics: None = automatic (< 5% of training time), 0 = off
     data_dir: str = field(default_factory=lambda: os.environ.get("GAN_DATA_DIR", "data"))
 
     def __post_init__(self):
@@ -115,6 +116,8 @@ class RunConfig:
         if self.threads is not None:
             check_range("threads", self.threads, 1, 256, integer=True)
         check_range("checkpoint_every", self.checkpoint_every, 1, 100_000_000, integer=True)
+        if self.eval_every is not None:
+            check_range("eval_every", self.eval_every, 0, 100_000_000, integer=True)
 
     def replace(self, **changes) -> RunConfig:
         unknown = set(changes) - {f.name for f in fields(self)}

@@ -116,3 +116,41 @@ def _sustained(condition: np.ndarray, window: int) -> bool:
 
 def _g(last: dict, name: str) -> str:
     return f"{last[name]:g}"
+
+
+# ---- sample quality (gan_core.metrics): mode collapse, which the scores cannot show
+
+
+def quality_hints(
+    quality: dict[str, np.ndarray], num_classes: int = 10, modes_total: int | None = None
+) -> list[Hint]:
+    """Hints from the latest quality measurement: mode collapse on images or on the 2-D toys.
+
+    quality holds the sparse columns of the run's measurements (iteration, recognisable, class_coverage,
+    max_class_share, diversity, modes, high_quality ...). Samples that are not yet recognisable as data
+    are not called collapsed: a generator that has not learned yet is not a failure mode.
+    """
+    if not len(quality.get("iteration", ())):
+        return []
+    last = {name: float(column[-1]) for name, column in quality.items()}
+    at = f"at iteration {last['iteration']:.0f}"
+    try_this = ("Try: raise flip_prob (e.g. 0.3), lower lr_d, use more D iterations with a Wasserstein loss, "
+                "or a larger batch.")  # fmt: skip
+    if modes_total and np.isfinite(last.get("modes", np.nan)):
+        if last["high_quality"] >= 0.5 and last["modes"] < modes_total:
+            text = f"The generator covers {last['modes']:.0f} of {modes_total} modes {at}. {try_this}"
+            return [Hint("mode-collapse", "warning", "Mode collapse suspected", text)]
+        return []
+    if not np.isfinite(last.get("recognisable", np.nan)) or last["recognisable"] < 0.3:
+        return []
+    reasons = []
+    if last["class_coverage"] < 0.7 * num_classes:
+        reasons.append(f"only {last['class_coverage']:.0f} of {num_classes} classes appear")
+    if last["max_class_share"] > 0.4:
+        reasons.append(f"one class makes up {last['max_class_share']:.0%} of the samples")
+    if last["diversity"] < 0.5:
+        reasons.append(f"the samples are {last['diversity']:.0%} as diverse as real images")
+    if not reasons:
+        return []
+    text = f"{'; '.join(reasons).capitalize()} {at}. {try_this}"
+    return [Hint("mode-collapse", "warning", "Mode collapse suspected", text)]

@@ -8,6 +8,10 @@ COLUMNS = (
     "iteration", "epoch", "elapsed_s", "score_g", "score_d", "loss_g", "loss_d", "wasserstein",
     "lr_g", "lr_d", "flip_prob", "d_iters", "images_per_s",
 )  # fmt: skip
+QUALITY_COLUMNS = (
+    "fd", "recognisable", "class_coverage", "class_entropy", "max_class_share", "class_agreement",
+    "diversity", "modes", "high_quality",
+)  # fmt: skip  # measured every so often (gan_core.metrics); blank in metrics.csv in between
 
 
 class History:

@@ -16,10 +16,11 @@ from . import storage
 from .config import ConfigError, Knobs, RunConfig
 from .data import Data, load_dataset
 from .export import grid_image, points_image, save_png
-from .history import COLUMNS, History
 from .losses import LOSSES
+from .metrics import QualityMonitor
 from .models import ARCHS
 from .presets import check_compatible, check_data
+from .recorder import Recorder
 from .trainer import Trainer, device_label, points_bounds, resolve_device
 
 STATUSES = ("running", "paused", "finished", "stopped", "failed", "diverged")
@@ -43,9 +44,12 @@ class Snapshot:
     run_dir: Path
     device: str
     history: dict[str, np.ndarray]
+    quality: dict[str, np.ndarray]  # sparse: the iterations where sample quality was measured
     grid: np.ndarray | None  # uint8 (H, W, 3): the latest fixed-latent grid (or 2-D scatter picture)
     grid_iteration: int
     points: dict | None  # 2-D data: real, fake (n, 2), field (s, s) of D's probability, bounds
+    quality_note: str | None  # why quality metrics are absent, if they are
+    num_classes: int
     events: tuple[dict, ...]
 
     @property
@@ -69,16 +73,19 @@ class Run:
         self._save_requests: list[threading.Event] = []
         self._status, self._reason = "running", "starting"
         self._checkpoint = checkpoint
-        self.history = History()
-        self.iteration = self.epoch = 0
-        self._elapsed_base = 0.0
+        self.recorder = Recorder(self.run_dir / "metrics.csv", config.batch_size, LOSSES[config.loss].critic)
+        self.history = self.recorder.history
+        self.iteration = 0
+        self.quality_note: str | None = None
+        self._quality_stop, self._quality_thread = threading.Event(), None
         self._events: list[dict] = []
         self._grid: tuple[np.ndarray | None, int] = (None, 0)
         self._points: dict | None = None
-        self._images_per_s = 0.0
         self._last_good = 0  # iteration of the last checkpoint written from finite metrics
         if checkpoint is not None:
-            self._restore_history(checkpoint)
+            self.iteration = self._last_good = int(checkpoint["iteration"])
+            self.recorder.restore(self.iteration)
+            self._events = [e for e in storage.read_events(self.run_dir) if e.get("event") == "knobs"]
         self._thread = threading.Thread(target=self._main, name=f"gan-run-{self.run_dir.name}", daemon=True)
 
     # ---- control (any thread)
@@ -160,9 +167,10 @@ class Run:
         return Snapshot(
             status=self._status, reason=self._reason, iteration=int(last.get("iteration", 0)),
             epoch=int(last.get("epoch", 0)), elapsed_s=float(last.get("elapsed_s", 0.0)),
-            target=self.config.iterations, images_per_s=self._images_per_s, config=self.config,
+            target=self.config.iterations, images_per_s=self.recorder.images_per_s, config=self.config,
             knobs=self._knobs, run_dir=self.run_dir, device=device_label(self.device),
-            history=self.history.view(), grid=grid, grid_iteration=grid_iteration, points=self._points,
+            history=self.history.view(), quality=self.recorder.quality.view(), grid=grid, grid_iteration=grid_iteration, points=self._points, quality_note=self.quality_note,
+            num_classes=self.data.num_classes,
             events=tuple(self._events),
         )  # fmt: skip
 
@@ -178,12 +186,16 @@ class Run:
                 trainer.load_state_dict(self._checkpoint["trainer"])
                 self._checkpoint = None
             self._trainer = trainer
+            self._quality = self._start_quality(trainer)
             self._set_status("running", "")
             self._loop(trainer)
         except Exception as exc:  # the run ends with the reason shown; the last good checkpoint stays
             self._set_status("failed", f"{type(exc).__name__}: {exc}")
             storage.append_event(self.run_dir, {"event": "traceback", "text": traceback.format_exc()})
         finally:
+            self._quality_stop.set()  # a classifier still training for this run stops, and is waited for
+            if self._quality_thread is not None:
+                self._quality_thread.join()
             for done in self._save_requests:  # nobody waits for a save that will not come
                 done.set()
             if trainer is not None:
@@ -191,9 +203,8 @@ class Run:
                 trainer.release()
 
     def _loop(self, trainer: Trainer) -> None:
-        self._pending: list = []
-        self._t0 = self._t_flush = self._t_saved = time.monotonic()
-        self._elapsed_base = float(self.history.last().get("elapsed_s", 0.0))
+        self.recorder.start_clock()
+        self._t_saved = self._t_trained = time.monotonic()
         if self.iteration > 0:  # resumed: show where it stands before the next grid is due
             self._sample(trainer, self.iteration)
         while True:
@@ -218,6 +229,7 @@ class Run:
         self._finish(trainer)
 
     def _wait_while_paused(self) -> None:
+        self._flush()
         with self._cond:
             self._set_status("paused", f"paused at iteration {self.iteration}")
             waited = time.monotonic()
@@ -229,17 +241,22 @@ class Run:
                         self._save_requested()
                     finally:
                         self._cond.acquire()
-            self._t0 += time.monotonic() - waited  # elapsed time leaves pauses out
-            self._t_flush = time.monotonic()
+            self.recorder.skip_time(time.monotonic() - waited)  # elapsed time leaves pauses out
+            self._t_trained += time.monotonic() - waited
             if not self._paused:
                 self._set_status("running", "")
 
     def _train_one(self, trainer: Trainer, knobs: Knobs) -> bool:
         it = self.iteration + 1
         row, n_d, (lr_g, lr_d) = trainer.iteration(knobs, it, lambda: self._stop)
-        self._pending.append((row, (it, trainer.epoch, time.monotonic(), lr_g, lr_d, knobs.flip_prob, n_d)))
+        quality = None
+        if self._quality.due(it, time.monotonic() - self._t_trained):
+            quality = self._quality.measure(trainer.generator)
+        self.recorder.add(
+            row, (it, trainer.epoch, time.monotonic(), lr_g, lr_d, knobs.flip_prob, n_d), quality
+        )
         self.iteration = it
-        due = len(self._pending) >= FLUSH_ROWS or time.monotonic() - self._t_flush > FLUSH_SECONDS
+        due = len(self.recorder) >= FLUSH_ROWS or self.recorder.seconds_since_flush() > FLUSH_SECONDS
         if (due or self._paused) and not self._flush():
             return False
         if it == 1 or it % self.config.sample_every == 0:
@@ -269,45 +286,38 @@ class Run:
     # ---- metrics, samples, checkpoints
 
     def _flush(self) -> bool:
-        """Read pending metrics back in one transfer, record them; False when a loss went non-finite."""
-        if not self._pending:
+        """Record pending metrics; False (and the run diverged) when a loss went non-finite."""
+        bad = self.recorder.flush()
+        if bad is None:
             return True
-        values = torch.stack([row for row, _ in self._pending]).float().cpu().numpy()  # (n, 6)
-        host = np.array([h for _, h in self._pending], np.float64)  # (n, 7)
-        self._pending = []
-        rows = self._rows(values, host)
-        self.history.append(rows)
-        storage.write_metrics(self.run_dir / "metrics.csv", COLUMNS, rows)
-        bad = ~np.isfinite(values[:, :2]).all(axis=1)
-        if bad.any():
-            it = int(host[bad.argmax(), 0])
-            which = "loss_d" if not np.isfinite(values[bad.argmax(), 0]) else "loss_g"
-            self._set_status(
-                "diverged",
-                f"{which} became {values[bad.argmax(), 0 if which == 'loss_d' else 1]} at iteration {it}; "
-                f"the last good checkpoint (iteration {self._last_good}) is kept — try a lower learning rate",
-            )
-            return False
-        return True
+        it, which, value = bad
+        self._set_status(
+            "diverged",
+            f"{which} became {value} at iteration {it}; the last good checkpoint (iteration {self._last_good}) "
+            "is kept — try a lower learning rate",
+        )
+        return False
 
-    def _rows(self, values: np.ndarray, host: np.ndarray) -> np.ndarray:
-        loss_d, loss_g, p_real, p_fake, out_real, out_fake = values.T
-        iteration, epoch, t, lr_g, lr_d, flip, n_d = host.T
-        now = time.monotonic()
-        seconds = max(now - self._t_flush, 1e-9)
-        self._t_flush = now
-        rate = float(n_d.sum() * self.config.batch_size / seconds)
-        # smoothed over the last few seconds: single flushes are too short to read steadily
-        self._images_per_s = rate if not self._images_per_s else 0.8 * self._images_per_s + 0.2 * rate
-        critic = LOSSES[self.config.loss].critic
-        table = {
-            "iteration": iteration, "epoch": epoch, "elapsed_s": self._elapsed_base + (t - self._t0),
-            "score_g": p_fake, "score_d": (p_real + 1 - p_fake) / 2, "loss_g": loss_g, "loss_d": loss_d,
-            "wasserstein": out_real - out_fake if critic else np.full_like(loss_d, np.nan),
-            "lr_g": lr_g, "lr_d": lr_d, "flip_prob": flip, "d_iters": n_d,
-            "images_per_s": np.full_like(loss_d, self._images_per_s),
-        }  # fmt: skip
-        return np.stack([table[c] for c in COLUMNS], axis=1).astype(np.float32)
+    def _start_quality(self, trainer: Trainer) -> QualityMonitor:
+        """Sample-quality metrics; an image data set's classifier is prepared in the background."""
+        quality = QualityMonitor(self.data, self.device, self.config.z_dim, trainer.arch.conditional,
+                                 self.config.data_dir, every=self.config.eval_every, seed=self.config.seed)  # fmt: skip
+        self.quality_note = quality.note
+        if quality.kind == "image" and self.config.eval_every != 0:
+            self._quality_thread = threading.Thread(
+                target=self._prepare_quality, args=(quality,), daemon=True
+            )
+            self._quality_thread.start()
+        return quality
+
+    def _prepare_quality(self, quality: QualityMonitor) -> None:
+        try:
+            quality.prepare(self._quality_stop)
+        except InterruptedError:
+            pass
+        except Exception as exc:  # training goes on without the metrics; say why
+            self.quality_note = f"quality metrics unavailable: {type(exc).__name__}: {exc}"
+            self._event("quality", note=self.quality_note)
 
     def _sample(self, trainer: Trainer, it: int) -> None:
         samples = trainer.sample_fixed()
@@ -343,21 +353,6 @@ class Run:
         storage.save_checkpoint(self.run_dir / "checkpoints" / "last.pt", state)
         self._last_good, self._t_saved = self.iteration, time.monotonic()
         return True
-
-    def _restore_history(self, checkpoint: dict) -> None:
-        """Resume: the curves continue from metrics.csv, cut back to the checkpoint's iteration."""
-        self.iteration = self._last_good = int(checkpoint["iteration"])
-        path = self.run_dir / "metrics.csv"
-        if path.exists():
-            columns, rows = storage.read_metrics(path)
-            rows = rows[rows[:, columns.index("iteration")] <= self.iteration]
-            keep = np.stack(
-                [rows[:, columns.index(c)] if c in columns else np.full(len(rows), np.nan) for c in COLUMNS],
-                1,
-            )
-            self.history.append(keep.astype(np.float32))
-            storage.write_metrics(path, COLUMNS, keep, append=False)
-        self._events = [e for e in storage.read_events(self.run_dir) if e.get("event") == "knobs"]
 
     # ---- status and events
 

@@ -60,7 +60,7 @@ def test_2d_points_train_with_the_mlp():
 
 def start(runs_dir, **overrides):
     settings = dict(arch="mlp", dataset="digits", batch_size=16, device="cpu", iterations=100_000,
-                    sample_every=5, checkpoint_every=1000)  # fmt: skip
+                    sample_every=5, checkpoint_every=1000, eval_every=0)  # fmt: skip
     data = overrides.pop("data", None) or tiny_images()
     settings.update(overrides)
     config, knobs = resolve(None, **settings)

@@ -1,0 +1,293 @@
+"""Sample quality: modes captured on the 2-D toys; on images, a classifier's Fréchet distance, class coverage,
+recognisability and diversity — computed off the hot path, every so often, without gradients."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .data import TOYS, Data, to_model_range
+from .history import QUALITY_COLUMNS
+from .storage import load_checkpoint, save_checkpoint
+
+__all__ = ["QUALITY_COLUMNS", "QualityMonitor", "image_evaluator", "inception_fid", "toy_metrics"]
+
+TOY_SAMPLES = 2500  # the protocol of VEEGAN / PacGAN
+MODE_MIN_POINTS = 20
+RECOGNISABLE_PROB = 0.9
+
+# ---- 2-D toys
+
+
+def toy_metrics(points: Tensor, dataset: str) -> dict[str, float]:
+    """Modes captured (>= 20 points within 3 std of a centre) and the fraction of points within 3 std of any."""
+    centres, std = TOYS[dataset]
+    near = torch.cdist(points.float(), centres.to(points.device)) <= 3 * std  # (N, modes)
+    return {
+        "modes": float((near.sum(0) >= MODE_MIN_POINTS).sum()),
+        "high_quality": float(near.any(1).float().mean()),
+    }
+
+
+# ---- the classifier whose features the image metrics use
+
+
+class Classifier(nn.Module):
+    """A small CNN trained on the data set's own real images; its 128-d penultimate layer is the feature space."""
+
+    def __init__(self, channels: int, size: int, num_classes: int):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(channels, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # (B, 32, S/2, S/2)
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(7),  # (B, 64, 7, 7)
+            nn.Flatten(), nn.Linear(64 * 49, 128), nn.ReLU(),  # (B, 128)
+        )  # fmt: skip
+        self.head = nn.Linear(128, num_classes)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        features = self.features(x)
+        return features, self.head(features)
+
+
+def _split(data: Data, held_out: float = 0.2) -> tuple[Tensor, Tensor]:
+    """A fixed train / held-out split of the data's indices (the held-out part gives the FD floor)."""
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))
+    cut = int(len(data) * (1 - held_out))
+    return order[:cut], order[cut:]
+
+
+def train_classifier(
+    data: Data, device: torch.device, epochs: int | None = None, stop: threading.Event | None = None
+) -> tuple[Classifier, float]:
+    """Train on the train split; returns the classifier (eval mode) and its held-out accuracy.
+
+    Raises InterruptedError as soon as `stop` is set (the run it serves has ended)."""
+    train_idx, test_idx = _split(data)
+    epochs = epochs or max(2, min(30, 30_000 // len(train_idx)))  # ~30k images seen: seconds on a CPU
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = Classifier(data.data_shape[0], data.data_shape[1], data.num_classes).to(device)
+        x, y = data.x.to(device), data.y.to(device)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        for _ in range(epochs):
+            for batch in train_idx[torch.randperm(len(train_idx))].split(128):
+                if stop is not None and stop.is_set():
+                    raise InterruptedError("the run ended before its classifier was trained")
+                images = to_model_range(x[batch.to(device)])
+                shift = torch.randint(-2, 3, (2,)).tolist()  # small translations: sturdier features
+                _, logits = model(torch.roll(images, shifts=shift, dims=(2, 3)))
+                loss = F.cross_entropy(logits, y[batch.to(device)])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+    model.eval()
+    return model, accuracy(model, to_model_range(x[test_idx.to(device)]), y[test_idx.to(device)])
+
+
+@torch.no_grad()
+def accuracy(model: Classifier, images: Tensor, labels: Tensor) -> float:
+    preds = torch.cat([model(part)[1].argmax(1) for part in images.split(512)])
+    return float((preds == labels).float().mean())
+
+
+def classifier_path(data: Data, data_dir: str | Path) -> Path:
+    """Where the classifier of this data set is cached (the data's name, shape and content make the key)."""
+    digest = hashlib.sha256(data.x[:: max(1, len(data) // 256)].numpy().tobytes()).hexdigest()[:12]
+    name = "".join(c if c.isalnum() else "-" for c in data.name)[:40]
+    return Path(data_dir) / "classifiers" / f"{name}-{'x'.join(map(str, data.data_shape))}-{digest}.pt"
+
+
+_locks: dict[Path, threading.Lock] = {}
+
+
+def load_or_train_classifier(
+    data: Data, device: torch.device, data_dir: str | Path, stop: threading.Event | None = None
+) -> tuple[Classifier, float]:
+    """The data set's classifier from its cache file, trained (once per process and data set) when absent."""
+    path = classifier_path(data, data_dir)
+    with _locks.setdefault(path, threading.Lock()):  # two runs on one data set train it once
+        model = Classifier(data.data_shape[0], data.data_shape[1], data.num_classes)
+        if path.is_file():
+            state = load_checkpoint(path)
+            model.load_state_dict(state["model"])
+            return model.to(device).eval(), float(state["accuracy"])
+        model, acc = train_classifier(data, device, stop=stop)
+        save_checkpoint(path, {"model": model.state_dict(), "accuracy": acc})
+        return model, acc
+
+
+# ---- image statistics
+
+
+def frechet_distance(a: tuple[Tensor, Tensor], b: tuple[Tensor, Tensor]) -> float:
+    """||mu_a - mu_b||^2 + tr(S_a + S_b - 2 (S_a S_b)^1/2) for Gaussians given as (mean, covariance)."""
+    (mu_a, cov_a), (mu_b, cov_b) = a, b
+    vals, vecs = torch.linalg.eigh(cov_a.double())
+    root_a = vecs @ torch.diag(vals.clamp(min=0).sqrt()) @ vecs.T
+    middle = torch.linalg.eigvalsh(root_a @ cov_b.double() @ root_a).clamp(min=0).sqrt().sum()
+    return float(
+        ((mu_a - mu_b).double() ** 2).sum() + cov_a.double().trace() + cov_b.double().trace() - 2 * middle
+    )
+
+
+def gaussian(features: Tensor) -> tuple[Tensor, Tensor]:
+    features = features.double()
+    return features.mean(0), torch.cov(features.T)
+
+
+def diversity(features: Tensor, pairs: int = 2000) -> float:
+    """Mean feature distance between random pairs of samples (a fixed pairing, so values compare)."""
+    gen = torch.Generator().manual_seed(0)
+    i, j = torch.randint(len(features), (2, pairs), generator=gen)
+    keep = i != j
+    return float((features[i[keep]] - features[j[keep]]).norm(dim=1).mean())
+
+
+@dataclass
+class ImageEvaluator:
+    """Quality metrics of generated images against one labelled data set, in its classifier's feature space."""
+
+    classifier: Classifier
+    classifier_accuracy: float
+    real: tuple[Tensor, Tensor]  # feature mean and covariance of the train split
+    real_diversity: float
+    fd_floor: float  # FD between the held-out real images and the train split: what "as good as real" scores
+    num_classes: int
+    samples: int = 1000
+
+    @torch.no_grad()
+    def features(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        parts = [self.classifier(part) for part in images.split(500)]
+        return torch.cat([f for f, _ in parts]).float().cpu(), torch.cat([p for _, p in parts]).softmax(
+            1
+        ).float().cpu()
+
+    def __call__(self, images: Tensor, requested: Tensor | None = None) -> dict[str, float]:
+        """Metrics of generated images in [-1, 1]; `requested` are the classes a conditional model was asked for."""
+        features, probs = self.features(images)
+        confidence, predicted = probs.max(1)
+        share = torch.bincount(predicted, minlength=self.num_classes).float() / len(predicted)
+        entropy = -(share[share > 0] * share[share > 0].log()).sum() / math.log(max(2, self.num_classes))
+        return {
+            "fd": frechet_distance(gaussian(features), self.real),
+            "recognisable": float((confidence >= RECOGNISABLE_PROB).float().mean()),
+            "class_coverage": float((share >= 0.01).sum()),
+            "class_entropy": float(entropy),
+            "max_class_share": float(share.max()),
+            "class_agreement": float((predicted == requested.cpu()).float().mean())
+            if requested is not None
+            else math.nan,
+            "diversity": diversity(features) / self.real_diversity,
+        }
+
+
+def image_evaluator(
+    data: Data,
+    device: torch.device,
+    data_dir: str | Path,
+    samples: int = 1000,
+    stop: threading.Event | None = None,
+) -> ImageEvaluator:
+    """Train (or load) the data set's classifier and summarise its real images; labelled image data only."""
+    classifier, acc = load_or_train_classifier(data, device, data_dir, stop)
+    train_idx, test_idx = _split(data)
+    train_idx = train_idx[:5000]
+    evaluator = ImageEvaluator(classifier, acc, real=(torch.zeros(1), torch.zeros(1, 1)), real_diversity=1.0,
+                               fd_floor=math.nan, num_classes=data.num_classes, samples=samples)  # fmt: skip
+    train_features, _ = evaluator.features(to_model_range(data.x[train_idx].to(device)))
+    test_features, _ = evaluator.features(to_model_range(data.x[test_idx[:samples]].to(device)))
+    evaluator.real = gaussian(train_features)
+    evaluator.real_diversity = diversity(train_features)
+    evaluator.fd_floor = frechet_distance(gaussian(test_features), evaluator.real)
+    return evaluator
+
+
+def inception_fid(real: Tensor, fake: Tensor, device: torch.device) -> float | str:
+    """Real FID (Inception-v3 pool features) when torchmetrics and its weights are at hand; else why not.
+
+    real: uint8 images (N, C, H, W); fake: images in [-1, 1]. Offline without cached weights this returns a
+    note, never a number made up some other way.
+    """
+    try:
+        from torchmetrics.image.fid import FrechetInceptionDistance
+
+        fid = FrechetInceptionDistance(feature=2048).to(device)
+    except Exception as exc:  # not installed, or its weights cannot be fetched
+        return f"not computed: needs torchmetrics[image] with its Inception weights on disk ({type(exc).__name__})"
+    fake = ((fake.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    for images, is_real in ((real, True), (fake, False)):
+        for part in images.split(200):
+            part = part.to(device)
+            fid.update(part.expand(-1, 3, -1, -1) if part.shape[1] == 1 else part, real=is_real)
+    return float(fid.compute())
+
+
+# ---- during training
+
+
+class QualityMonitor:
+    """When and how a run measures its samples: every `every` iterations, or (automatic) whenever the time
+    spent measuring stays under `budget` of the time spent training."""
+
+    def __init__(self, data: Data, device: torch.device, z_dim: int, conditional: bool, data_dir: str | Path,
+                 every: int | None = None, budget: float = 0.05, seed: int = 0):  # fmt: skip
+        self.data, self.device, self.every, self.budget = data, device, every, budget
+        self.kind = (
+            "toy" if data.name in TOYS else "image" if data.y is not None and data.num_classes > 1 else None
+        )
+        self.note = None if self.kind else "quality metrics need a 2-D toy or a labelled image data set"
+        self.evaluator: ImageEvaluator | None = None
+        self.data_dir = data_dir
+        n = TOY_SAMPLES if self.kind == "toy" else 1000
+        gen = torch.Generator().manual_seed(seed + 1)
+        self.z = torch.randn(n, z_dim, generator=gen).to(device)  # the same latents every time: smooth curves
+        self.labels = (torch.arange(n) % data.num_classes).to(device) if conditional else None
+        self.spent = 0.0
+
+    @property
+    def ready(self) -> bool:
+        return self.kind == "toy" or self.evaluator is not None
+
+    def prepare(self, stop: threading.Event | None = None) -> None:
+        """Image data: train or load the classifier (seconds; meant for a background thread)."""
+        if self.kind == "image" and self.evaluator is None:
+            self.evaluator = image_evaluator(self.data, self.device, self.data_dir, stop=stop)
+
+    def due(self, iteration: int, training_seconds: float) -> bool:
+        if not self.ready or self.every == 0:
+            return False
+        if self.every:
+            return iteration % self.every == 0
+        return self.spent <= self.budget * training_seconds
+
+    @torch.no_grad()
+    def measure(self, generator: nn.Module) -> dict[str, float]:
+        """Metrics of the generator (put in eval mode for the measurement) on the fixed evaluation latents."""
+        began = time.monotonic()
+        generator.eval()
+        try:
+            samples = torch.cat(
+                [
+                    generator(z, labels)
+                    for z, labels in zip(self.z.split(500), self._label_parts(), strict=True)
+                ]
+            )
+        finally:
+            generator.train()
+        if self.kind == "toy":
+            result = toy_metrics(samples, self.data.name)
+        else:
+            result = self.evaluator(samples, self.labels)
+        self.spent += time.monotonic() - began
+        return result
+
+    def _label_parts(self):
+        return self.labels.split(500) if self.labels is not None else [None] * len(self.z.split(500))

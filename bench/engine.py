@@ -7,7 +7,7 @@ thread with the same torch thread count, one after the other in this process. Ro
 the median of the per-round ratios, each taken from two measurements made back to back.
 
     .venv/bin/python bench/engine.py [--device cpu|cuda|auto] [--seconds S] [--archs dcgan28,mlp]
-                                     [--batch-size B] [--threads N] [--rounds R] [--warmup W]
+                                     [--batch-size B] [--threads N] [--rounds R] [--warmup W] [--bare-frozen-d]
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from gan_core.data import Data, load_dataset  # noqa: E402
 from gan_core.models import ARCHS, ModelSpec, build_models  # noqa: E402
 from gan_core.presets import resolve  # noqa: E402
 from gan_core.run import start_run  # noqa: E402
-from gan_core.trainer import resolve_device  # noqa: E402
+from gan_core.trainer import device_label, resolve_device  # noqa: E402
 
 ITERATIONS = 100_000_000  # the engine run's target: never reached, the bench stops it
 LR, BETAS, Z_DIM, SEED = 2e-4, (0.5, 0.999), 100, 0
@@ -83,7 +83,7 @@ def engine_rate(arch: str, data: Data, args, runs_dir: Path) -> tuple[float, flo
         arch=arch, dataset="digits", loss="bce", batch_size=args.batch_size, iterations=ITERATIONS,
         z_dim=Z_DIM, optimizer="adam", lr_g=LR, lr_d=LR, beta1=BETAS[0], beta2=BETAS[1], d_iters=1,
         g_steps=1, sample_every=args.sample_every, checkpoint_every=args.checkpoint_every,
-        device=args.device, threads=args.threads, seed=SEED,
+        device=args.device, threads=args.threads, seed=SEED, eval_every=args.eval_every,
     )  # fmt: skip
     run = start_run(config, knobs, runs_dir=runs_dir, data=data)
     try:
@@ -220,6 +220,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--sample-every", type=int, default=100, help="engine: a grid every N iterations")
     parser.add_argument("--checkpoint-every", type=int, default=1000, help="engine: a checkpoint every N")
     parser.add_argument(
+        "--eval-every",
+        type=int,
+        help="engine: sample-quality metrics every N (0: off); default: the engine's own",
+    )
+    parser.add_argument(
         "--bare-frozen-d",
         action="store_true",
         help="bare loop skips D's weight gradients in G's step, as the engine",
@@ -232,17 +237,25 @@ def main(argv=None) -> None:
     device = resolve_device(args.device)
     args.device = device.type
     torch.set_num_threads(args.threads)
+    if device.type == "cuda":  # the engine's Trainer sets these process-wide: the bare loop gets them too
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     print(
-        f"torch {torch.__version__}, {device.type}, {args.threads} threads, batch {args.batch_size}, "
+        f"torch {torch.__version__}, {device_label(device)}, {args.threads} threads, batch {args.batch_size}, "
         f"{args.rounds} rounds of {args.warmup:g} s warm-up + {args.seconds:g} s per side"
         + (", bare loop with frozen D in G's step" if args.bare_frozen_d else ""),
         flush=True,
     )
+    load_before = os.getloadavg()[0]
     results = {}
     with tempfile.TemporaryDirectory(prefix="bench-engine-") as runs_dir:
         for arch in args.archs.split(","):
             results[arch] = compare(arch, args, Path(runs_dir))
     report(results, device)
+    # Other processes on the machine slow whichever side they happen to overlap: say how busy it was.
+    print(
+        f"load average (1 min) {load_before:.1f} before, {os.getloadavg()[0]:.1f} after, {os.cpu_count()} cores"
+    )
 
 
 def report(results: dict[str, dict[str, float]], device: torch.device) -> None:
@@ -251,14 +264,12 @@ def report(results: dict[str, dict[str, float]], device: torch.device) -> None:
     print(f"\n{'arch':<10} {'device':<7} {'bare it/s':>10} {'engine it/s':>12} {'engine/bare':>12}", end="")
     print(f" {'per CPU-s':>10}" if cpu else "")
     for arch, r in results.items():
-        print(
-            f"{arch:<10} {device.type:<7} {r['bare']:>10.1f} {r['engine']:>12.1f} {r['ratio']:>12.2f}", end=""
-        )
-        print(f" {r['cpu_ratio']:>10.2f}" if cpu else "")
+        row = f"{arch:<10} {device.type:<7} {r['bare']:>10.1f} {r['engine']:>12.1f} {r['ratio']:>12.2f}"
+        print(row + (f" {r['cpu_ratio']:>10.2f}" if cpu else ""))
     print()
     for arch, r in results.items():
-        line = f"{arch} {device.type}: engine {r['engine']:.1f} it/s, bare {r['bare']:.1f} it/s, ratio {r['ratio']:.2f}"
-        print(line + (f" (per CPU-second {r['cpu_ratio']:.2f})" if cpu else ""))
+        rates = f"engine {r['engine']:.1f} it/s, bare {r['bare']:.1f} it/s, ratio {r['ratio']:.2f}"
+        print(f"{arch} {device.type}: {rates}" + (f" (per CPU-second {r['cpu_ratio']:.2f})" if cpu else ""))
 
 
 if __name__ == "__main__":

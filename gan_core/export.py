@@ -113,6 +113,8 @@ def _captioned(image: Image.Image, caption: str) -> Image.Image:
 
 
 def npy_bytes(samples: torch.Tensor) -> bytes:
+    """float32 samples as .npy: images (N, C, H, W) in [-1, 1], or 2-D points (N, 2) as they are."""
+    samples = samples.detach().float().cpu()
     buffer = io.BytesIO()
-    np.save(buffer, samples.detach().float().cpu().clamp(-1, 1).numpy().astype(np.float32))
+    np.save(buffer, (samples.clamp(-1, 1) if samples.dim() > 2 else samples).numpy())
     return buffer.getvalue()

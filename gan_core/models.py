@@ -148,7 +148,9 @@ def mlp_generator(spec: ModelSpec) -> nn.Module:
     layers = nn.Sequential(
         nn.Linear(spec.z_dim, 256), nn.ReLU(),  # (B, 256)
         nn.Linear(256, 256), nn.ReLU(),  # (B, 256)
-        nn.Linear(256, size), nn.Tanh(),  # (B, C*H*W) or (B, 2)
+        nn.Linear(256, size),  # (B, C*H*W) or (B, 2)
+        # images end in tanh ([-1, 1]); 2-D points are unbounded (the grid toy spans [-4, 4]): linear
+        nn.Tanh() if len(spec.data_shape) > 1 else nn.Identity(),
     )  # fmt: skip
     return Generator(layers, spec.data_shape)
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import threading
 import time
 import traceback
@@ -311,6 +313,8 @@ class Run:
         return quality
 
     def _prepare_quality(self, quality: QualityMonitor) -> None:
+        with contextlib.suppress(AttributeError, OSError):  # Linux: this thread yields the cores to training
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
         try:
             quality.prepare(self._quality_stop)
         except InterruptedError:

@@ -75,12 +75,13 @@ def latents(sampler: Sampler, n: int, seed: int = 0, class_index: int | None = N
 def generate(
     sampler: Sampler, z: torch.Tensor, labels: torch.Tensor | None = None, batch: int = 1000
 ) -> torch.Tensor:
-    """Generator output for latents z (CPU float32, in [-1, 1]), computed in batches."""
+    """Generator output for latents z (CPU float32; images in [-1, 1]), computed in batches."""
     out = []
     for i in range(0, len(z), batch):
         part = labels[i : i + batch].to(sampler.device) if labels is not None else None
         out.append(sampler.generator(z[i : i + batch].to(sampler.device), part).float().cpu())
-    return torch.cat(out).clamp(-1, 1)
+    samples = torch.cat(out)
+    return samples if sampler.points else samples.clamp(-1, 1)
 
 
 def interpolate(z0: torch.Tensor, z1: torch.Tensor, steps: int) -> torch.Tensor:

@@ -312,3 +312,12 @@ def test_mlp_keeps_pytorch_default_initialisation():
             assert m.weight.abs().max() <= bound
             assert m.weight.std() > bound / 3  # U(-bound, bound) has std bound / sqrt(3)
             assert m.bias.abs().max() > 0  # PyTorch draws biases too
+
+
+def test_points_generator_is_unbounded():
+    """The 2-D toys reach +-4 (grid) and +-2 (ring): a tanh output could never cover them."""
+    generator, _ = build_models("mlp", ModelSpec(z_dim=4, data_shape=(2,), num_classes=1))
+    with torch.no_grad():
+        generator.layers[-2].bias.fill_(3.0)
+        generator.layers[-2].weight.zero_()
+    assert torch.allclose(generator(torch.randn(5, 4), None), torch.full((5, 2), 3.0))

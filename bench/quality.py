@@ -1,0 +1,112 @@
+"""Does every preset learn? Train each on data available offline and print its sample-quality table.
+
+    .venv/bin/python bench/quality.py                       # every preset, the issue's budgets
+    .venv/bin/python bench/quality.py --presets ring,grid --minutes 2
+
+Image presets train on `digits` (28 px, or 64 px for matlab-dcgan), the toys on their own data. Each run
+gets a wall-clock budget (toys 5 min, images 10 min by default) on the device chosen; the table reports the
+metrics measured at the END of the budget (not the best moment) with `python -m gan_core evaluate`'s
+protocol (2,500 points for the toys; 2,000 images for the classifier metrics), beside the targets:
+
+- ring: 8/8 modes, high-quality >= 0.90;  grid: >= 24/25 modes, high-quality >= 0.85
+- 28-px image presets: >= 80% recognisable (class prob >= 0.9), 10/10 classes, none above 25%;
+  conditional presets: the classifier agrees with the requested class on >= 90%; classifier FD shown
+  beside the floor (the FD of real held-out images).
+This is a benchmark: it exits 0 whether or not a target is met.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from gan_core.data import TOYS, load_dataset  # noqa: E402
+from gan_core.metrics import TOY_SAMPLES, image_evaluator, toy_metrics  # noqa: E402
+from gan_core.models import ARCHS  # noqa: E402
+from gan_core.presets import PRESETS, resolve  # noqa: E402
+from gan_core.run import start_run  # noqa: E402
+from gan_core.sampling import generate, latents, load_sampler  # noqa: E402
+from gan_core.trainer import resolve_device  # noqa: E402
+
+TOY_MINUTES, IMAGE_MINUTES = 5.0, 10.0
+
+
+def train(preset: str, minutes: float, device: str, runs_dir: Path):
+    dataset = preset if preset in TOYS else "digits"
+    config, knobs = resolve(preset, dataset=dataset, device=device, iterations=10**8, checkpoint_every=10**8)
+    run = start_run(config, knobs, runs_dir=runs_dir, name=preset)
+    began = time.monotonic()
+    while run.alive and time.monotonic() - began < minutes * 60:
+        time.sleep(1)
+    run.stop()
+    return run, time.monotonic() - began
+
+
+def measure(run_dir: Path, device: torch.device, data_dir: Path) -> dict:
+    sampler = load_sampler(run_dir, device)
+    config = sampler.config
+    if config.dataset in TOYS:
+        z, _ = latents(sampler, TOY_SAMPLES, seed=1)
+        return toy_metrics(generate(sampler, z), config.dataset)
+    data = load_dataset(config.dataset, ARCHS[config.arch].image_size)
+    evaluator = image_evaluator(data, device, data_dir, samples=2000)
+    z, labels = latents(sampler, 2000, seed=1)
+    return evaluator(generate(sampler, z, labels).to(device), labels) | {"fd_floor": evaluator.fd_floor}
+
+
+def verdict(preset: str, m: dict) -> str:
+    if preset == "ring":
+        ok = m["modes"] == 8 and m["high_quality"] >= 0.90
+    elif preset == "grid":
+        ok = m["modes"] >= 24 and m["high_quality"] >= 0.85
+    else:
+        ok = m["recognisable"] >= 0.8 and m["class_coverage"] == 10 and m["max_class_share"] <= 0.25
+        if not math.isnan(m["class_agreement"]):
+            ok = ok and m["class_agreement"] >= 0.9
+    return "PASS" if ok else "MISS"
+
+
+def row(preset: str, iterations: int, seconds: float, m: dict) -> str:
+    if "modes" in m and not math.isnan(m.get("modes", math.nan)) and preset in TOYS:
+        total = len(TOYS[preset][0])
+        values = f"modes {m['modes']:.0f}/{total}  high-quality {m['high_quality']:.3f}"
+    else:
+        agree = "" if math.isnan(m["class_agreement"]) else f"  agree {m['class_agreement']:.2f}"
+        values = (f"recognisable {m['recognisable']:.2f}  classes {m['class_coverage']:.0f}/10  "
+                  f"max share {m['max_class_share']:.2f}{agree}  FD {m['fd']:.2f} (floor {m['fd_floor']:.2f})  "
+                  f"diversity {m['diversity']:.2f}")  # fmt: skip
+    return f"{preset:<13} {iterations:>7} it  {seconds / 60:5.1f} min  {values}  {verdict(preset, m)}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--presets", default=",".join(PRESETS))
+    parser.add_argument("--minutes", type=float, help="budget per preset (default: toys 5, images 10)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--data-dir", default="data")
+    args = parser.parse_args()
+    device = resolve_device(args.device)
+    runs_dir = Path(tempfile.mkdtemp(prefix="gan-quality-"))
+    print(f"device {device}, runs in {runs_dir}", flush=True)
+    lines = []
+    for preset in args.presets.split(","):
+        minutes = args.minutes or (TOY_MINUTES if preset in TOYS else IMAGE_MINUTES)
+        run, seconds = train(preset, minutes, args.device, runs_dir)
+        if run.status not in ("stopped", "finished"):
+            lines.append(f"{preset:<13} {run.iteration:>7} it  {run.status}: {run.reason}")
+        else:
+            lines.append(row(preset, run.iteration, seconds, measure(run.run_dir, device, Path(args.data_dir))))
+        print(lines[-1], flush=True)
+    print("\n".join(["", "preset        iterations  wall   metrics at the end of the budget", *lines]))
+
+
+if __name__ == "__main__":
+    main()

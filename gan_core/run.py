@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import math
 import os
 import threading
 import time
 import traceback
+import weakref
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -24,6 +26,16 @@ from .models import ARCHS
 from .presets import check_compatible, check_data
 from .recorder import Recorder
 from .trainer import Trainer, device_label, points_bounds, resolve_device
+
+_RUNS: weakref.WeakSet[Run] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_all_runs() -> None:
+    """At interpreter exit, stop and save every run still training (no thread is cut off mid-step)."""
+    for run in list(_RUNS):
+        run.stop(timeout=10)
+
 
 STATUSES = ("running", "paused", "finished", "stopped", "failed", "diverged")
 FLUSH_ROWS, FLUSH_SECONDS = 256, 0.25  # how often device metrics are read back (one sync each)
@@ -89,6 +101,7 @@ class Run:
             self.recorder.restore(self.iteration)
             self._events = [e for e in storage.read_events(self.run_dir) if e.get("event") == "knobs"]
         self._thread = threading.Thread(target=self._main, name=f"gan-run-{self.run_dir.name}", daemon=True)
+        _RUNS.add(self)
 
     # ---- control (any thread)
 

@@ -1,6 +1,7 @@
 """The engine: every architecture x loss trains; the background run's knobs, pause/step/stop, resume, failure."""
 
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -218,3 +219,21 @@ def test_checkpoint_now_saves_the_current_weights_even_when_paused(runs_dir):
         assert state["iteration"] == run.iteration and run.status == "paused"
     finally:
         run.stop()
+
+
+def test_interpreter_exit_stops_and_saves_a_live_run(tmp_path):
+    """A script that starts a run and simply ends: the run is stopped and saved, the exit is clean."""
+    import subprocess
+    import sys
+
+    script = (
+        "from gan_core.presets import resolve; from gan_core.run import start_run; import time\n"
+        "config, knobs = resolve('ring', device='cpu', iterations=10**6, batch_size=32)\n"
+        f"run = start_run(config, knobs, runs_dir={str(tmp_path)!r}, name='live')\n"
+        "while run.iteration < 5: time.sleep(0.01)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1])  # fmt: skip
+    assert proc.returncode == 0 and "terminate" not in proc.stderr, proc.stderr
+    assert storage.load_checkpoint(tmp_path / "live" / "checkpoints" / "last.pt")["iteration"] >= 5
+    assert storage.run_info(tmp_path / "live").status == "stopped"

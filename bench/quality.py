@@ -103,7 +103,9 @@ def main() -> None:
         if run.status not in ("stopped", "finished"):
             lines.append(f"{preset:<13} {run.iteration:>7} it  {run.status}: {run.reason}")
         else:
-            lines.append(row(preset, run.iteration, seconds, measure(run.run_dir, device, Path(args.data_dir))))
+            lines.append(
+                row(preset, run.iteration, seconds, measure(run.run_dir, device, Path(args.data_dir)))
+            )
         print(lines[-1], flush=True)
     print("\n".join(["", "preset        iterations  wall   metrics at the end of the budget", *lines]))
 

@@ -10,6 +10,7 @@ import torch
 
 from gan_core import ARCHS, DATASETS, LOSSES, PRESETS, ConfigError, DataError, Knobs, RunConfig, resolve
 from gan_core.config import LR_SCHEDULES, OPTIMIZERS
+from gan_core.presets import preset_settings
 from gan_core.storage import runs_root
 from gan_core.trainer import device_label, resolve_device
 
@@ -32,10 +33,10 @@ class FormResult:
         return self.config is not None and not self.errors
 
 
-def preset_settings(preset: str) -> dict:
-    """Every setting's starting value for the form: RunConfig/Knobs defaults, then the preset's."""
+def form_settings(preset: str) -> dict:
+    """Every setting's starting value for the form: RunConfig/Knobs defaults, then the preset's on digits."""
     base = {**RunConfig().__dict__, **Knobs().__dict__}
-    return base | (PRESETS[preset]["settings"] if preset != CUSTOM else {})
+    return base | (preset_settings(preset, DEFAULT_DATASET) if preset != CUSTOM else {})
 
 
 def device_options() -> dict[str, str]:
@@ -53,7 +54,7 @@ def config_ui() -> FormResult:
         "Preset", [CUSTOM, *PRESETS], index=1 + list(PRESETS).index(DEFAULT_PRESET), key="form-preset",
         format_func=lambda p: p if p == CUSTOM else f"{p} — {PRESETS[p]['description']}",
     )  # fmt: skip
-    s = preset_settings(preset)
+    s = form_settings(preset)
     k = f"form-{preset}-"  # widget keys per preset: choosing a preset resets the widgets to its values
     values: dict = {"preset": None if preset == CUSTOM else preset}
     errors: dict[str, str] = {}

@@ -72,3 +72,12 @@ def test_reference_schedules_are_in_the_presets():
 def test_json_round_trip():
     config, knobs = RunConfig(arch="mlp", seed=7, clip_value=None), Knobs(lr_g=1e-3, d_warmup=True)
     assert from_dict(json.loads(to_json(config, knobs))) == (config, knobs)
+
+
+def test_presets_adjust_for_the_small_digits_set_but_keep_the_reference_elsewhere():
+    _, on_digits = resolve("pytorch-mlp", dataset="digits")
+    assert (on_digits.lr_g, on_digits.flip_prob) == (2e-4, 0.1)
+    config, on_mnist = resolve("pytorch-mlp")
+    assert (config.beta1, on_mnist.lr_g, on_mnist.flip_prob) == (0.9, 3e-4, 0.0)
+    _, explicit = resolve("pytorch-mlp", dataset="digits", flip_prob=0.0)
+    assert explicit.flip_prob == 0.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import streamlit as st
@@ -10,6 +11,7 @@ from PIL import Image
 
 from gan_core import ConfigError, Run, Snapshot
 from gan_core.data import TOYS
+from gan_core.export import png_bytes
 from gan_core.hints import failure_hints, quality_hints
 from gan_core.losses import LOSSES
 from gan_core.run import format_elapsed
@@ -20,7 +22,7 @@ from .registry import registry
 REFRESH_SECONDS = 1.0
 GRID_PIXELS = 420
 
-_figures: dict = {}  # (run folder, chart) -> ((rows, knob events), figure)
+_figures: dict = {}  # (run folder, chart) -> (data key, built at, figure); (run folder, 'grid') -> PNG
 _figures_lock = threading.Lock()
 
 
@@ -67,13 +69,25 @@ def _build(snap: Snapshot, name: str):
 
 
 def figure(snap: Snapshot, name: str):
-    """The named chart of this snapshot, built once per new data however many tabs are watching."""
-    data_key = (len(snap.history["iteration"]), len(snap.quality["iteration"]), len(snap.events))
+    """The named chart, shared by every tab: rebuilt when its data changed, at most once a second while it
+    trains (a knob change or a new status shows at once)."""
     key = (str(snap.run_dir), name)
+    data_key = (len(snap.history["iteration"]), len(snap.quality["iteration"]), len(snap.events), snap.status)
     with _figures_lock:
         cached = _figures.get(key)
-        if cached is None or cached[0] != data_key:
-            cached = _figures[key] = (data_key, _build(snap, name))
+        recent = cached is not None and time.monotonic() - cached[1] < REFRESH_SECONDS
+        if cached is None or (cached[0] != data_key and not (recent and cached[0][2:] == data_key[2:])):
+            cached = _figures[key] = (data_key, time.monotonic(), _build(snap, name))
+        return cached[2]
+
+
+def grid_png(snap: Snapshot) -> bytes:
+    """The enlarged grid as PNG, encoded once per new grid however many tabs show it."""
+    key = (str(snap.run_dir), "grid")
+    with _figures_lock:
+        cached = _figures.get(key)
+        if cached is None or cached[0] != snap.grid_iteration:
+            cached = _figures[key] = (snap.grid_iteration, png_bytes(enlarged(snap.grid)))
         return cached[1]
 
 
@@ -126,11 +140,7 @@ def draw_samples(snap: Snapshot) -> None:
             f"Real and generated points, D's output behind them (iteration {snap.points['iteration']})"
         )
     elif snap.grid is not None:
-        st.image(
-            enlarged(snap.grid),
-            caption=f"Generated Images (iteration {snap.grid_iteration})",
-            output_format="PNG",
-        )
+        st.image(grid_png(snap), caption=f"Generated Images (iteration {snap.grid_iteration})")
     else:
         st.caption("Generated Images appear after the first iteration.")
 

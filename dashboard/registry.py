@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
 from pathlib import Path
 
 import streamlit as st
 
-from gan_core import Knobs, Run, RunConfig, resume_run, start_run
+from gan_core import Knobs, Run, RunConfig, load_dataset, resume_run, start_run
 from gan_core.storage import runs_root
 
 # Intra-op threads for a run on the CPU: leave a core to Streamlit's server so the page stays live
@@ -63,10 +64,17 @@ class Registry:
             run.stop()
 
 
+def _warm_up() -> None:
+    """Load the offline default data set before anyone presses Start (the first Start then starts at once)."""
+    load_dataset("digits", 28)
+
+
 def _release(registry: Registry) -> None:  # "Clear cache" or shutdown: no thread is left training unseen
     registry.stop_all()
 
 
 @st.cache_resource(on_release=_release, show_spinner=False)
 def registry() -> Registry:
+    gc.freeze()  # the imports' objects leave the GC's young generations: collections stay short
+    threading.Thread(target=_warm_up, daemon=True).start()
     return Registry()

@@ -16,7 +16,7 @@ STATUS_ICONS = {
     "failed": "❌",
     "diverged": "⚠️",
 }
-REFRESH_SECONDS = 1.0
+REFRESH_SECONDS = 3.0  # the monitor itself refreshes every second; every rerun costs the training thread
 
 
 def page_setup(title: str) -> None:

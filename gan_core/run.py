@@ -6,6 +6,7 @@ import atexit
 import contextlib
 import math
 import os
+import signal
 import threading
 import time
 import traceback
@@ -100,6 +101,7 @@ class Run:
             self.iteration = self._last_good = int(checkpoint["iteration"])
             self.recorder.restore(self.iteration)
             self._events = [e for e in storage.read_events(self.run_dir) if e.get("event") == "knobs"]
+        self._done = threading.Event()
         self._thread = threading.Thread(target=self._main, name=f"gan-run-{self.run_dir.name}", daemon=True)
         _RUNS.add(self)
 
@@ -167,14 +169,16 @@ class Run:
         return done.wait(timeout)
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Block until the thread has ended; True when it has."""
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-        return not self._thread.is_alive()
+        """Block until the run has ended and saved; True when it has.
+
+        An Event, not Thread.join: after a join interrupted by Ctrl-C, CPython reports the thread dead
+        while it still runs (seen on 3.11), and the process would exit under a training step.
+        """
+        return self._done.wait(timeout)
 
     @property
     def alive(self) -> bool:
-        return self._thread.is_alive()
+        return not self._done.is_set()
 
     def snapshot(self) -> Snapshot:
         grid, grid_iteration = self._grid
@@ -192,6 +196,10 @@ class Run:
     # ---- the training thread
 
     def _main(self) -> None:
+        if hasattr(
+            signal, "pthread_sigmask"
+        ):  # Ctrl-C goes to the main thread, never to training or its workers
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         trainer = None
         try:
             if self.device.type == "cpu" and self.config.threads:
@@ -216,6 +224,7 @@ class Run:
             if trainer is not None:
                 self._trainer = None
                 trainer.release()
+            self._done.set()
 
     def _loop(self, trainer: Trainer) -> None:
         self.recorder.start_clock()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from gan_core.cli import main
@@ -128,3 +129,25 @@ def test_gan_core_never_imports_streamlit():
     assert proc.stdout.strip() == "False", proc.stderr
     sources = "\n".join(p.read_text() for p in (ROOT / "gan_core").glob("*.py"))
     assert "import streamlit" not in sources and "from streamlit" not in sources
+
+
+def test_ctrl_c_stops_cleanly_and_still_prints_the_run_folder(tmp_path):
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "gan_core", "train", "--preset", "ring", "--iterations", "1000000",
+                             "--device", "cpu", "--runs-dir", str(tmp_path), "--name", "interrupted"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    metrics = tmp_path / "interrupted" / "metrics.csv"
+    deadline = time.monotonic() + 120
+    while (
+        not (metrics.exists() and len(metrics.read_text().splitlines()) > 20) and time.monotonic() < deadline
+    ):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert out.strip().splitlines()[-1] == str(tmp_path / "interrupted") and "stopped" in err
+    state = torch.load(tmp_path / "interrupted" / "checkpoints" / "last.pt", weights_only=True)
+    rows = metrics.read_text().splitlines()
+    assert state["iteration"] == int(rows[-1].split(",")[0]) >= 20  # checkpoint and metrics agree

@@ -38,7 +38,6 @@ def _stop_all_runs() -> None:
         run.stop(timeout=10)
 
 
-STATUSES = ("running", "paused", "finished", "stopped", "failed", "diverged")
 FLUSH_ROWS, FLUSH_SECONDS = 256, 0.25  # how often device metrics are read back (one sync each)
 CHECKPOINT_SECONDS = 120  # a slow run also checkpoints at least this often
 
@@ -102,6 +101,9 @@ class Run:
             self.recorder.restore(self.iteration)
             self._events = [e for e in storage.read_events(self.run_dir) if e.get("event") == "knobs"]
         self._done = threading.Event()
+        # 2-D data: the picture's extent and the real points drawn behind the fakes, fixed for the run
+        self._bounds = points_bounds(data) if data.points else None
+        self._real_points = data.x[:: max(1, len(data) // 500)][:500].numpy() if data.points else None
         self._thread = threading.Thread(target=self._main, name=f"gan-run-{self.run_dir.name}", daemon=True)
         _RUNS.add(self)
 
@@ -348,8 +350,7 @@ class Run:
     def _sample(self, trainer: Trainer, it: int) -> None:
         samples = trainer.sample_fixed()
         if self.data.points:
-            bounds = points_bounds(self.data)
-            real = self.data.x[:: max(1, len(self.data) // 500)][:500].numpy()
+            bounds, real = self._bounds, self._real_points
             field = trainer.decision_field(bounds).numpy()
             self._points = {
                 "real": real,
@@ -372,7 +373,7 @@ class Run:
         state = {
             "trainer": trainer.state_dict(), "iteration": self.iteration, "epoch": trainer.epoch,
             "elapsed_s": float(self.history.last().get("elapsed_s", 0.0)), "knobs": asdict(self._knobs),
-            "config": asdict(self.config), "bounds": points_bounds(self.data) if self.data.points else None,
+            "config": asdict(self.config), "bounds": self._bounds,
             "spec": {"z_dim": self.config.z_dim, "data_shape": list(self.data.data_shape),
                      "num_classes": self.data.num_classes},
         }  # fmt: skip

@@ -192,7 +192,8 @@ def test_samples_points_run_shows_a_scatter_and_exports_points(runs, media):
     assert name.endswith(".npy") and np.load(io.BytesIO(data)).shape == (50, 2)
 
 
-def test_samples_use_the_latest_weights_of_a_live_run(runs, media):
+def start_live_run():
+    """A cntk-dcgan run on digits that trains until stopped and has no checkpoint yet."""
     config, knobs = resolve(
         "cntk-dcgan",
         dataset="digits",
@@ -201,7 +202,11 @@ def test_samples_use_the_latest_weights_of_a_live_run(runs, media):
         device="cpu",
         checkpoint_every=10**7,
     )
-    run = registry().start(config, knobs, name="live")
+    return registry().start(config, knobs, name="live")
+
+
+def test_samples_use_the_latest_weights_of_a_live_run(runs, media):
+    run = start_live_run()
     at = page(SAMPLES)
     assert at.selectbox(key="samples_run").value == "live"  # the active run comes first
     assert "no checkpoint yet" in at.info[0].value and not at.image
@@ -263,15 +268,7 @@ def test_runs_delete_needs_confirmation(runs):
 
 
 def test_runs_delete_stops_a_live_run_first(runs):
-    config, knobs = resolve(
-        "cntk-dcgan",
-        dataset="digits",
-        iterations=100_000,
-        batch_size=16,
-        device="cpu",
-        checkpoint_every=10**7,
-    )
-    run = registry().start(config, knobs, name="live")
+    run = start_live_run()
     at = page(RUNS)
     at.selectbox(key="delete_run").set_value("live").run()
     assert "will be stopped first" in at.warning[0].value

@@ -176,7 +176,10 @@ class Run:
         An Event, not Thread.join: after a join interrupted by Ctrl-C, CPython reports the thread dead
         while it still runs (seen on 3.11), and the process would exit under a training step.
         """
-        return self._done.wait(timeout)
+        if not self._done.wait(timeout):
+            return False
+        self._thread.join(1.0)  # its last instructions: no thread is mid-exit when the process ends
+        return True
 
     @property
     def alive(self) -> bool:

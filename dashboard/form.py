@@ -113,6 +113,9 @@ def more_ui(values: dict, s: dict, k: str) -> None:
     values["g_steps"] = int(
         c2.number_input("G updates per iteration", value=int(s["g_steps"]), step=1, key=k + "gs")
     )
+    values["pack"] = int(c2.number_input("Pack (PacGAN)", value=int(s["pack"]), step=1, key=k + "pack",
+                                         help="D judges this many samples at once: a collapsed G is easier to "
+                                         "spot. Unconditional models; batch size a multiple of it."))  # fmt: skip
     clip = c2.number_input("Weight clipping (wasserstein)", value=float(s["clip_value"] or 0.0), step=0.005,
                            format="%.3f", key=k + "clip", help="0: the loss's default")  # fmt: skip
     values["clip_value"] = clip or None

@@ -48,7 +48,7 @@ def build_parser() -> Parser:
                        ("--batch-size", int), ("--lr-g", float), ("--lr-d", float), ("--flip-prob", float),
                        ("--z-dim", int), ("--sample-every", int), ("--seed", int), ("--threads", int),
                        ("--optimizer", str), ("--beta1", float), ("--beta2", float), ("--clip-value", float),
-                       ("--checkpoint-every", int), ("--eval-every", int), ("--data-dir", str)]:  # fmt: skip
+                       ("--checkpoint-every", int), ("--pack", int), ("--eval-every", int), ("--data-dir", str)]:  # fmt: skip
         train.add_argument(flag, type=kind)
     train.add_argument("--d-iters", type=d_iters_arg, help="D updates per G update, or warmup[:K]")
     train.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])

@@ -1,5 +1,6 @@
 """The five reference GAN architectures (generator and discriminator pairs) and their registry, ARCHS."""
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -291,13 +292,17 @@ class Arch:
     description: str
 
 
-def build_models(arch: str, spec: ModelSpec) -> tuple[nn.Module, nn.Module]:
-    """Build and initialise the (generator, discriminator) pair of architecture `arch` for `spec`."""
+def build_models(arch: str, spec: ModelSpec, pack: int = 1) -> tuple[nn.Module, nn.Module]:
+    """Build and initialise the (generator, discriminator) pair of architecture `arch` for `spec`.
+
+    pack > 1 (PacGAN): the discriminator takes `pack` samples joined along the first data axis.
+    """
     if arch not in ARCHS:
         raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
     if spec.z_dim < 1 or spec.num_classes < 1:
         raise ValueError(f"z_dim and num_classes must be >= 1, got {spec.z_dim} and {spec.num_classes}")
-    return ARCHS[arch].generator(spec), ARCHS[arch].discriminator(spec)
+    packed = dataclasses.replace(spec, data_shape=(spec.data_shape[0] * pack, *spec.data_shape[1:]))
+    return ARCHS[arch].generator(spec), ARCHS[arch].discriminator(packed)
 
 
 ARCHS: dict[str, Arch] = {

@@ -56,6 +56,16 @@ def check_compatible(config: RunConfig, knobs: Knobs) -> None:
             f"loss 'wgan-gp' needs a critic without batch norm (its penalty is per sample); arch "
             f"{config.arch!r} has batch norm in its discriminator: use loss 'wasserstein' or arch 'mlp'/'acgan-wgan'"
         )
+    if config.pack > 1 and (arch.d_takes_labels or arch.aux_classifier):
+        raise ConfigError(
+            f"pack {config.pack} needs a discriminator without labels; arch {config.arch!r} gives D "
+            "per-sample labels: use pack 1"
+        )
+    if config.batch_size % config.pack:
+        raise ConfigError(
+            f"batch_size {config.batch_size} must be a multiple of pack {config.pack} (D sees batch_size / pack "
+            "packed samples)"
+        )
     if config.clip_value is not None and config.loss != "wasserstein":
         raise ConfigError(
             f"clip_value (weight clipping) applies only to loss 'wasserstein', not {config.loss!r}"

@@ -70,7 +70,7 @@ class Trainer:
         spec = ModelSpec(config.z_dim, data.data_shape, data.num_classes)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
-            generator, discriminator = build_models(config.arch, spec)
+            generator, discriminator = build_models(config.arch, spec, config.pack)
         self.generator, self.discriminator = generator.to(device), discriminator.to(device)
         self.d_params = list(self.discriminator.parameters())
         self.opt_g = make_optimizer(config, self.generator.parameters(), knobs.lr_g)
@@ -110,6 +110,11 @@ class Trainer:
 
     # ---- updates
 
+    def packed(self, x: Tensor) -> Tensor:
+        """PacGAN: (B, C, ...) -> (B / pack, C * pack, ...), each row `pack` consecutive samples."""
+        pack = self.config.pack
+        return x if pack == 1 else x.reshape(len(x) // pack, x.shape[1] * pack, *x.shape[2:])
+
     def learning_rates(self, knobs: Knobs, iteration: int) -> tuple[float, float]:
         decay = 0.95 ** ((iteration - 1) // 500) if self.config.lr_schedule == "staircase" else 1.0
         return knobs.lr_g * decay, knobs.lr_d * decay
@@ -119,6 +124,7 @@ class Trainer:
             with torch.no_grad():
                 torch._foreach_clamp_min_(self.d_params, -self.clip)
                 torch._foreach_clamp_max_(self.d_params, self.clip)
+        real, fake = self.packed(real), self.packed(fake)
         real_out, real_classes = self.discriminator(real, labels)
         fake_out, fake_classes = self.discriminator(fake, fake_labels)
         flip = None
@@ -138,7 +144,7 @@ class Trainer:
     def _g_step(self, fake, fake_labels) -> Tensor:
         for p in self.d_params:  # D's weight gradients are not needed for G's update
             p.requires_grad_(False)
-        out, classes = self.discriminator(fake, fake_labels)
+        out, classes = self.discriminator(self.packed(fake), fake_labels)
         loss = g_loss(self.loss, out)
         if classes is not None and fake_labels is not None:
             loss = loss + F.cross_entropy(classes, fake_labels)
@@ -200,7 +206,7 @@ class Trainer:
         points = torch.stack([grid_x.flatten(), grid_y.flatten()], dim=1)
         self.discriminator.eval()
         try:
-            out, _ = self.discriminator(points, None)
+            out, _ = self.discriminator(points.repeat(1, self.config.pack), None)  # pack copies of a point
         finally:
             self.discriminator.train()
         return self.loss.prob(out).reshape(size, size).float().cpu()

@@ -32,6 +32,13 @@ def test_knobs_refuse_values_out_of_range(changes, message):
         ({"arch": "dcgan28", "loss": "wgan-gp"}, "needs a critic without batch norm"),
         ({"loss": "bce", "clip_value": 0.01}, "applies only to loss 'wasserstein'"),
         ({"dataset": "nosuch"}, "nosuch"),
+        ({"pack": 9}, "pack 9 is out of range"),
+        ({"batch_size": 30, "pack": 4}, "batch_size 30 must be a multiple of pack 4"),
+        ({"arch": "cdcgan", "pack": 2}, "pack 2 needs a discriminator without labels"),
+        (
+            {"arch": "acgan-wgan", "loss": "wasserstein", "pack": 2},
+            "pack 2 needs a discriminator without labels",
+        ),
     ],
 )
 def test_bad_combinations_are_refused_with_a_reason(overrides, message):

@@ -59,6 +59,21 @@ def test_2d_points_train_with_the_mlp():
     assert field.shape == (16, 16) and 0 <= field.min() <= field.max() <= 1
 
 
+@pytest.mark.parametrize(("arch", "data"), [("mlp", tiny_points), ("dcgan28", tiny_images)])
+def test_packed_discriminator_judges_pack_samples_at_once(arch, data):
+    config, knobs = resolve(None, arch=arch, dataset="ring" if arch == "mlp" else "digits", batch_size=12,
+                            pack=3, device="cpu")  # fmt: skip
+    trainer = Trainer(config, knobs, data(), torch.device("cpu"))
+    seen = []
+    trainer.discriminator.register_forward_hook(lambda module, args, out: seen.append(tuple(args[0].shape)))
+    row, _, _ = trainer.iteration(knobs, 1)
+    assert torch.isfinite(row).all()
+    channels = 2 if arch == "mlp" else 1
+    assert seen and all(shape[:2] == (4, 3 * channels) for shape in seen)  # 12 samples as 4 packs of 3
+    if arch == "mlp":
+        assert trainer.decision_field(3.0, size=8).shape == (8, 8)
+
+
 def start(runs_dir, **overrides):
     settings = dict(arch="mlp", dataset="digits", batch_size=16, device="cpu", iterations=100_000,
                     sample_every=5, checkpoint_every=1000, eval_every=0)  # fmt: skip

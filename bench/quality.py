@@ -24,6 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -86,6 +87,26 @@ def row(preset: str, iterations: int, seconds: float, m: dict) -> str:
     return f"{preset:<13} {iterations:>7} it  {seconds / 60:5.1f} min  {values}  {verdict(preset, m)}"
 
 
+def trajectory(run, preset: str, points: int = 6) -> str:
+    """The run's own measurements along the way (about `points` of them, evenly spread): did it hold?"""
+    q = run.snapshot().quality
+    if not len(q["iteration"]):
+        return "  (no measurements during the run)"
+    toy = preset in TOYS
+    picks = sorted({round(i) for i in np.linspace(0, len(q["iteration"]) - 1, points)})
+    cells = []
+    for i in picks:
+        if toy:
+            cells.append(f"{q['modes'][i]:.0f}/{q['high_quality'][i]:.2f}")
+        else:
+            cells.append(
+                f"{q['recognisable'][i]:.2f}/{q['class_coverage'][i]:.0f}/{q['max_class_share'][i]:.2f}"
+            )
+        cells[-1] = f"it {int(q['iteration'][i])}: {cells[-1]}"
+    legend = "modes/high-quality" if toy else "recognisable/classes/max share"
+    return f"  along the way ({legend}): " + ", ".join(cells)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--presets", default=",".join(PRESETS))
@@ -107,6 +128,7 @@ def main() -> None:
                 row(preset, run.iteration, seconds, measure(run.run_dir, device, Path(args.data_dir)))
             )
         print(lines[-1], flush=True)
+        print(trajectory(run, preset), flush=True)
     print("\n".join(["", "preset        iterations  wall   metrics at the end of the budget", *lines]))
 
 

@@ -109,7 +109,8 @@ def more_ui(values: dict, s: dict, k: str) -> None:
     )
     values["lr_schedule"] = c2.selectbox("Learning-rate schedule", LR_SCHEDULES, key=k + "sched",
                                          index=LR_SCHEDULES.index(s["lr_schedule"]),
-                                         help="staircase: x0.95 every 500 iterations (TensorFlow cDCGAN)")  # fmt: skip
+                                         help="staircase: x0.95 every 500 iterations (TensorFlow cDCGAN); "
+                                         "cosine: from the set rate down to 0 at the last iteration")  # fmt: skip
     values["g_steps"] = int(
         c2.number_input("G updates per iteration", value=int(s["g_steps"]), step=1, key=k + "gs")
     )

@@ -13,7 +13,8 @@ class ConfigError(ValueError):
 
 
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
-LR_SCHEDULES = ("constant", "staircase")  # staircase: x0.95 every 500 iterations (TensorFlow cDCGAN)
+# staircase: x0.95 every 500 iterations (TensorFlow cDCGAN); cosine: from 1x down to 0 at the run's last iteration
+LR_SCHEDULES = ("constant", "staircase", "cosine")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 

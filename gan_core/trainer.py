@@ -116,7 +116,15 @@ class Trainer:
         return x if pack == 1 else x.reshape(len(x) // pack, x.shape[1] * pack, *x.shape[2:])
 
     def learning_rates(self, knobs: Knobs, iteration: int) -> tuple[float, float]:
-        decay = 0.95 ** ((iteration - 1) // 500) if self.config.lr_schedule == "staircase" else 1.0
+        schedule = self.config.lr_schedule
+        if schedule == "staircase":
+            decay = 0.95 ** ((iteration - 1) // 500)
+        elif schedule == "cosine":  # explore at full rate, settle as the run nears its end
+            decay = 0.5 * (
+                1 + math.cos(math.pi * min(iteration - 1, self.config.iterations) / self.config.iterations)
+            )
+        else:
+            decay = 1.0
         return knobs.lr_g * decay, knobs.lr_d * decay
 
     def _d_step(self, real, labels, fake, fake_labels, flip_prob: float):

@@ -252,3 +252,22 @@ def test_interpreter_exit_stops_and_saves_a_live_run(tmp_path):
     assert proc.returncode == 0 and "terminate" not in proc.stderr, proc.stderr
     assert storage.load_checkpoint(tmp_path / "live" / "checkpoints" / "last.pt")["iteration"] >= 5
     assert storage.run_info(tmp_path / "live").status == "stopped"
+
+
+@pytest.mark.parametrize(
+    ("schedule", "expected"),
+    [
+        ("constant", [1.0, 1.0, 1.0, 1.0]),
+        ("staircase", [1.0, 0.95, 0.95**2, 0.95**20]),  # x0.95 every 500 iterations (TensorFlow)
+        ("cosine", [1.0, 0.5 * (1 + np.cos(np.pi * 500 / 10_000)), 0.5 * (1 + np.cos(np.pi * 0.1)), 0.0]),
+    ],
+)
+def test_learning_rate_schedules(schedule, expected):
+    config, knobs = resolve(None, arch="mlp", dataset="ring", lr_schedule=schedule, iterations=10_000,
+                            lr_g=1e-3, lr_d=2e-3, device="cpu")  # fmt: skip
+    trainer = Trainer(config, knobs, tiny_points(), torch.device("cpu"))
+    for iteration, factor in zip([1, 501, 1001, 10_001], expected, strict=True):
+        lr_g, lr_d = trainer.learning_rates(knobs, iteration)
+        assert lr_g == pytest.approx(1e-3 * factor, abs=1e-12) and lr_d == pytest.approx(
+            2e-3 * factor, abs=1e-12
+        )

@@ -190,7 +190,7 @@ PRESETS: dict[str, dict] = {
         "digits": dict(beta1=0.5, lr_g=2e-4, lr_d=2e-4, flip_prob=0.1, pack=2),
     },
     # Measured with bench/quality.py: a decaying rate lets the points settle on each mode. On the grid a plain
-    # discriminator leaves 9-16 of the 25 modes empty; judging pairs of samples (PacGAN) with a slower
+    # discriminator finds only 6-9 of the 25 modes; judging pairs of samples (PacGAN) with a slower
     # (cosine) decay finds all 25.
     "ring": _toy("ring", "", lr_schedule="staircase", iterations=6000),
     "grid": _toy(

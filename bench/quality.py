@@ -27,16 +27,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gan_core.data import TOYS, load_dataset  # noqa: E402
-from gan_core.metrics import TOY_SAMPLES, image_evaluator, toy_metrics  # noqa: E402
-from gan_core.models import ARCHS  # noqa: E402
+from gan_core.data import TOYS  # noqa: E402
+from gan_core.metrics import evaluate_sampler  # noqa: E402
 from gan_core.presets import PRESETS, resolve  # noqa: E402
 from gan_core.run import start_run  # noqa: E402
-from gan_core.sampling import generate, latents, load_sampler  # noqa: E402
+from gan_core.sampling import load_sampler  # noqa: E402
 from gan_core.trainer import resolve_device  # noqa: E402
 
 TOY_MINUTES, IMAGE_MINUTES = 5.0, 10.0
@@ -53,18 +51,6 @@ def train(preset: str, minutes: float, device: str, runs_dir: Path):
     return run, time.monotonic() - began
 
 
-def measure(run_dir: Path, device: torch.device, data_dir: Path) -> dict:
-    sampler = load_sampler(run_dir, device)
-    config = sampler.config
-    if config.dataset in TOYS:
-        z, _ = latents(sampler, TOY_SAMPLES, seed=1)
-        return toy_metrics(generate(sampler, z), config.dataset)
-    data = load_dataset(config.dataset, ARCHS[config.arch].image_size)
-    evaluator = image_evaluator(data, device, data_dir, samples=2000)
-    z, labels = latents(sampler, 2000, seed=1)
-    return evaluator(generate(sampler, z, labels).to(device), labels) | {"fd_floor": evaluator.fd_floor}
-
-
 def verdict(preset: str, m: dict) -> str:
     if preset == "ring":
         ok = m["modes"] == 8 and m["high_quality"] >= 0.90
@@ -78,13 +64,12 @@ def verdict(preset: str, m: dict) -> str:
 
 
 def row(preset: str, iterations: int, seconds: float, m: dict) -> str:
-    if "modes" in m and not math.isnan(m.get("modes", math.nan)) and preset in TOYS:
-        total = len(TOYS[preset][0])
-        values = f"modes {m['modes']:.0f}/{total}  high-quality {m['high_quality']:.3f}"
+    if preset in TOYS:
+        values = f"modes {m['modes']:.0f}/{m['modes_total']}  high-quality {m['high_quality']:.3f}"
     else:
         agree = "" if math.isnan(m["class_agreement"]) else f"  agree {m['class_agreement']:.2f}"
         values = (f"recognisable {m['recognisable']:.2f}  classes {m['class_coverage']:.0f}/10  "
-                  f"max share {m['max_class_share']:.2f}{agree}  FD {m['fd']:.2f} (floor {m['fd_floor']:.2f})  "
+                  f"max share {m['max_class_share']:.2f}{agree}  FD {m['fd']:.2f} (floor {m['fd_real_floor']:.2f})  "
                   f"diversity {m['diversity']:.2f}")  # fmt: skip
     return f"{preset:<13} {iterations:>7} it  {seconds / 60:5.1f} min  {values}  {verdict(preset, m)}"
 
@@ -95,17 +80,15 @@ def trajectory(run, preset: str, points: int = 6) -> str:
     if not len(q["iteration"]):
         return "  (no measurements during the run)"
     toy = preset in TOYS
-    picks = sorted({round(i) for i in np.linspace(0, len(q["iteration"]) - 1, points)})
-    cells = []
-    for i in picks:
-        if toy:
-            cells.append(f"{q['modes'][i]:.0f}/{q['high_quality'][i]:.2f}")
-        else:
-            cells.append(
-                f"{q['recognisable'][i]:.2f}/{q['class_coverage'][i]:.0f}/{q['max_class_share'][i]:.2f}"
-            )
-        cells[-1] = f"it {int(q['iteration'][i])}: {cells[-1]}"
     legend = "modes/high-quality" if toy else "recognisable/classes/max share"
+
+    def cell(i: int) -> str:
+        if toy:
+            return f"{q['modes'][i]:.0f}/{q['high_quality'][i]:.2f}"
+        return f"{q['recognisable'][i]:.2f}/{q['class_coverage'][i]:.0f}/{q['max_class_share'][i]:.2f}"
+
+    picks = sorted({round(i) for i in np.linspace(0, len(q["iteration"]) - 1, points)})
+    cells = [f"it {int(q['iteration'][i])}: {cell(i)}" for i in picks]
     return f"  along the way ({legend}): " + ", ".join(cells)
 
 
@@ -114,7 +97,6 @@ def main() -> None:
     parser.add_argument("--presets", default=",".join(PRESETS))
     parser.add_argument("--minutes", type=float, help="budget per preset (default: toys 5, images 10)")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--data-dir", default="data")
     args = parser.parse_args()
     device = resolve_device(args.device)
     runs_dir = Path(tempfile.mkdtemp(prefix="gan-quality-"))
@@ -126,9 +108,8 @@ def main() -> None:
         if run.status not in ("stopped", "finished"):
             lines.append(f"{preset:<13} {run.iteration:>7} it  {run.status}: {run.reason}")
         else:
-            lines.append(
-                row(preset, run.iteration, seconds, measure(run.run_dir, device, Path(args.data_dir)))
-            )
+            metrics = evaluate_sampler(load_sampler(run.run_dir, device), device)
+            lines.append(row(preset, run.iteration, seconds, metrics))
         print(lines[-1], flush=True)
         print(trajectory(run, preset), flush=True)
     print("\n".join(["", "preset        iterations  wall   metrics at the end of the budget", *lines]))

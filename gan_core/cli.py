@@ -9,9 +9,9 @@ from pathlib import Path
 
 from . import export, storage
 from .config import ConfigError
-from .data import DATASETS, TOYS, DataError, load_dataset
+from .data import DATASETS, TOYS, DataError
 from .losses import LOSSES
-from .metrics import TOY_SAMPLES, image_evaluator, inception_fid, toy_metrics
+from .metrics import evaluate_sampler
 from .models import ARCHS
 from .presets import PRESETS, resolve
 from .run import format_elapsed, resume_run, start_run
@@ -164,25 +164,9 @@ def evaluate(args) -> int:
         raise UsageError(f"--n {args.n} is out of range: allowed [100, 100000]")
     device = resolve_device(args.device)
     sampler = load_sampler(args.run_dir, device)
-    config = sampler.config
-    data = load_dataset(config.dataset, ARCHS[config.arch].image_size, config.data_dir)
-    result = {"run": str(args.run_dir), "iteration": sampler.iteration}
-    if config.dataset in TOYS:
-        z, _ = latents(sampler, TOY_SAMPLES, seed=1)
-        result |= toy_metrics(generate(sampler, z), config.dataset)
-        result["modes_total"] = len(TOYS[config.dataset][0])
-    elif data.y is not None and data.num_classes > 1:
+    if sampler.config.dataset not in TOYS:
         print("preparing the data set's classifier (trained once, then cached) ...", file=sys.stderr)
-        evaluator = image_evaluator(data, device, config.data_dir, samples=args.n)
-        z, labels = latents(sampler, args.n, seed=1)
-        samples = generate(sampler, z, labels)
-        result |= evaluator(samples.to(device), labels)
-        result |= {"fd_real_floor": evaluator.fd_floor, "classifier_accuracy": evaluator.classifier_accuracy}
-        result["inception_fid"] = inception_fid(data.x[: args.n], samples, device)
-    else:
-        raise ConfigError(
-            f"{config.dataset!r} has no labels: quality metrics need a 2-D toy or labelled images"
-        )
+    result = {"run": str(args.run_dir)} | evaluate_sampler(sampler, device, args.n, fid=True)
     if args.json:
         print(json.dumps(result))
     else:

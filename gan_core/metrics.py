@@ -14,11 +14,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .data import TOYS, Data, to_model_range
+from .config import ConfigError
+from .data import TOYS, Data, load_dataset, to_model_range
 from .history import QUALITY_COLUMNS
+from .models import ARCHS
+from .sampling import Sampler, generate, latents
 from .storage import load_checkpoint, save_checkpoint
 
-__all__ = ["QUALITY_COLUMNS", "QualityMonitor", "image_evaluator", "inception_fid", "toy_metrics"]
+__all__ = [
+    "QUALITY_COLUMNS", "QualityMonitor", "evaluate_sampler", "image_evaluator", "inception_fid", "toy_metrics",
+]  # fmt: skip
 
 TOY_SAMPLES = 2500  # the protocol of VEEGAN / PacGAN
 MODE_MIN_POINTS = 20
@@ -208,6 +213,33 @@ def image_evaluator(
     evaluator.real_diversity = diversity(train_features)
     evaluator.fd_floor = frechet_distance(gaussian(test_features), evaluator.real)
     return evaluator
+
+
+def evaluate_sampler(sampler: Sampler, device: torch.device, n: int = 2000, fid: bool = False) -> dict:
+    """`evaluate`'s protocol on a saved run's generator: 2,500 points on the toys; on labelled images, n samples
+    (latent seed 1) against the data set's classifier, with the FD of held-out real images as the floor."""
+    config = sampler.config
+    result: dict = {"iteration": sampler.iteration}
+    if config.dataset in TOYS:
+        z, _ = latents(sampler, TOY_SAMPLES, seed=1)
+        return (
+            result
+            | toy_metrics(generate(sampler, z), config.dataset)
+            | {"modes_total": len(TOYS[config.dataset][0])}
+        )
+    data = load_dataset(config.dataset, ARCHS[config.arch].image_size, config.data_dir)
+    if data.y is None or data.num_classes < 2:
+        raise ConfigError(
+            f"{config.dataset!r} has no labels: quality metrics need a 2-D toy or labelled images"
+        )
+    evaluator = image_evaluator(data, device, config.data_dir, samples=n)
+    z, labels = latents(sampler, n, seed=1)
+    samples = generate(sampler, z, labels)
+    result |= evaluator(samples.to(device), labels)
+    result |= {"fd_real_floor": evaluator.fd_floor, "classifier_accuracy": evaluator.classifier_accuracy}
+    if fid:
+        result["inception_fid"] = inception_fid(data.x[:n], samples, device)
+    return result
 
 
 def inception_fid(real: Tensor, fake: Tensor, device: torch.device) -> float | str:

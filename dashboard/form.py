@@ -9,6 +9,7 @@ import streamlit as st
 import torch
 
 from gan_core import ARCHS, DATASETS, LOSSES, PRESETS, ConfigError, DataError, Knobs, RunConfig, resolve
+from gan_core.augment import AUGMENTS
 from gan_core.config import LR_SCHEDULES, OPTIMIZERS
 from gan_core.presets import preset_settings
 from gan_core.storage import runs_root
@@ -117,6 +118,10 @@ def more_ui(values: dict, s: dict, k: str) -> None:
     values["pack"] = int(c2.number_input("Pack (PacGAN)", value=int(s["pack"]), step=1, key=k + "pack",
                                          help="D judges this many samples at once: a collapsed G is easier to "
                                          "spot. Unconditional models; batch size a multiple of it."))  # fmt: skip
+    values["augment"] = c2.selectbox("Augment D's inputs (DiffAugment)", AUGMENTS, key=k + "augment",
+                                     index=AUGMENTS.index(s["augment"]),
+                                     help="Shift (and cut a square out of) real and generated images alike before "
+                                     "D sees them: with little data, D cannot memorise it. Images only.")  # fmt: skip
     clip = c2.number_input("Weight clipping (wasserstein)", value=float(s["clip_value"] or 0.0), step=0.005,
                            format="%.3f", key=k + "clip", help="0: the loss's default")  # fmt: skip
     values["clip_value"] = clip or None

@@ -48,7 +48,8 @@ def build_parser() -> Parser:
                        ("--batch-size", int), ("--lr-g", float), ("--lr-d", float), ("--flip-prob", float),
                        ("--z-dim", int), ("--sample-every", int), ("--seed", int), ("--threads", int),
                        ("--optimizer", str), ("--beta1", float), ("--beta2", float), ("--clip-value", float),
-                       ("--checkpoint-every", int), ("--pack", int), ("--eval-every", int), ("--data-dir", str)]:  # fmt: skip
+                       ("--checkpoint-every", int), ("--pack", int), ("--augment", str), ("--eval-every", int),
+                       ("--data-dir", str)]:  # fmt: skip
         train.add_argument(flag, type=kind)
     train.add_argument("--d-iters", type=d_iters_arg, help="D updates per G update, or warmup[:K]")
     train.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
@@ -85,7 +86,8 @@ def train(args) -> int:
             d_iters=d_iters, d_warmup=d_warmup, z_dim=args.z_dim, sample_every=args.sample_every,
             seed=args.seed, device=args.device, threads=args.threads, optimizer=args.optimizer,
             beta1=args.beta1, beta2=args.beta2, clip_value=args.clip_value,
-            checkpoint_every=args.checkpoint_every, eval_every=args.eval_every, data_dir=args.data_dir,
+            checkpoint_every=args.checkpoint_every, pack=args.pack, augment=args.augment, eval_every=args.eval_every,
+            data_dir=args.data_dir,
         )  # fmt: skip
         run = start_run(config, knobs, runs_dir=args.runs_dir, name=args.name)
     skipped = f" ({run.data.skipped} unreadable files skipped)" if run.data.skipped else ""

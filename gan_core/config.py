@@ -7,6 +7,8 @@ import json
 import os
 from dataclasses import dataclass, field, fields
 
+from .augment import AUGMENTS
+
 
 class ConfigError(ValueError):
     """A value out of range or an incompatible choice; the message is one line naming both."""
@@ -88,6 +90,7 @@ class RunConfig:
     lr_schedule: str = "constant"
     g_steps: int = 1  # generator updates per iteration on the same z (CNTK: 2)
     pack: int = 1  # PacGAN: D judges `pack` samples at once, joined along channels (mode collapse costs more)
+    augment: str = "none"  # DiffAugment on every D input: "translation" or "translation+cutout" (images)
     clip_value: float | None = None  # critic weight clipping (wasserstein only)
     hflip: bool = False  # random horizontal flip of real images
     sample_every: int = 100
@@ -109,6 +112,7 @@ class RunConfig:
         check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         check_range("g_steps", self.g_steps, 1, 10, integer=True)
         check_range("pack", self.pack, 1, 8, integer=True)
+        check_choice("augment", self.augment, AUGMENTS)
         if self.clip_value is not None:
             check_range("clip_value", self.clip_value, 0, 10, low_open=True)
         check_range("sample_every", self.sample_every, 1, 10_000_000, integer=True)

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .augment import augment
 from .config import Knobs, RunConfig
 from .data import Data, random_hflip, to_model_range
 from .losses import LOSSES, d_loss, g_loss, gradient_penalty
@@ -110,8 +111,10 @@ class Trainer:
 
     # ---- updates
 
-    def packed(self, x: Tensor) -> Tensor:
-        """PacGAN: (B, C, ...) -> (B / pack, C * pack, ...), each row `pack` consecutive samples."""
+    def d_input(self, x: Tensor) -> Tensor:
+        """What D is shown: each sample augmented (DiffAugment, same policy on real and fake), then packed
+        (PacGAN: (B, C, ...) -> (B / pack, C * pack, ...), each row `pack` consecutive samples)."""
+        x = augment(x, self.config.augment, self.rng)
         pack = self.config.pack
         return x if pack == 1 else x.reshape(len(x) // pack, x.shape[1] * pack, *x.shape[2:])
 
@@ -132,7 +135,7 @@ class Trainer:
             with torch.no_grad():
                 torch._foreach_clamp_min_(self.d_params, -self.clip)
                 torch._foreach_clamp_max_(self.d_params, self.clip)
-        real, fake = self.packed(real), self.packed(fake)
+        real, fake = self.d_input(real), self.d_input(fake)
         real_out, real_classes = self.discriminator(real, labels)
         fake_out, fake_classes = self.discriminator(fake, fake_labels)
         flip = None
@@ -152,7 +155,7 @@ class Trainer:
     def _g_step(self, fake, fake_labels) -> Tensor:
         for p in self.d_params:  # D's weight gradients are not needed for G's update
             p.requires_grad_(False)
-        out, classes = self.discriminator(self.packed(fake), fake_labels)
+        out, classes = self.discriminator(self.d_input(fake), fake_labels)
         loss = g_loss(self.loss, out)
         if classes is not None and fake_labels is not None:
             loss = loss + F.cross_entropy(classes, fake_labels)

@@ -84,6 +84,9 @@ def test_two_d_run_exports_points(tmp_path):
         (["--dataset", "folder:/no/such/folder"], "/no/such/folder"),
         (["--d-iters", "many"], "d-iters 'many' is not a number"),
         (["--iterations", "ten"], "invalid int value: 'ten'"),
+        # these two reach the config only if the flags are passed on (--pack once was not)
+        (["--pack", "3", "--batch-size", "64"], "batch_size 64 must be a multiple of pack 3"),
+        (["--augment", "flips"], "augment 'flips' is unknown: allowed none, translation, translation+cutout"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(args, message, capsys, tmp_path):

@@ -33,6 +33,11 @@ def test_knobs_refuse_values_out_of_range(changes, message):
         ({"loss": "bce", "clip_value": 0.01}, "applies only to loss 'wasserstein'"),
         ({"dataset": "nosuch"}, "nosuch"),
         ({"pack": 9}, "pack 9 is out of range"),
+        ({"augment": "flips"}, "augment 'flips' is unknown: allowed none, translation, translation\\+cutout"),
+        (
+            {"arch": "mlp", "dataset": "ring", "augment": "translation"},
+            "'ring' is 2-D points: use augment 'none'",
+        ),
         ({"batch_size": 30, "pack": 4}, "batch_size 30 must be a multiple of pack 4"),
         ({"arch": "cdcgan", "pack": 2}, "pack 2 needs a discriminator without labels"),
         (

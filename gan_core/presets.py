@@ -127,9 +127,9 @@ PRESETS: dict[str, dict] = {
             g_steps=2,
             iterations=10_000,
         ),
-        # On the 1,797 digits D memorises the data (its score climbs to 0.8) and recognisable samples stall at
-        # ~0.62 from iteration 600 on; showing D shifted, cut-out images (DiffAugment) cut classifier FD from ~200
-        # to ~32 at 1,000 iterations (bench/README.md). Batch 64: the same progress per iteration at half the cost.
+        # On the 1,797 digits D wins more and more (its score climbs to 0.8) and recognisable samples stall at
+        # ~0.62 from iteration 600 on; showing D shifted, cut-out images (DiffAugment) cut classifier FD from ~180
+        # to ~31 at 1,000 iterations (bench/README.md). Batch 64: the same progress per iteration at half the cost.
         "digits": dict(augment="translation+cutout", batch_size=64),
     },
     "matlab-dcgan": {

@@ -1,7 +1,7 @@
 """Differentiable augmentation (DiffAugment, Zhao et al. 2020): the discriminator sees real and generated images
 shifted and with a square cut out, the same random transforms on both, and the generator's gradient flows
-through them. With little data (the 1,797 `digits`, a folder of a few hundred images) it keeps D from
-memorising the training set."""
+through them. With little data (the 1,797 `digits`, a folder of a few hundred images) D can no longer
+simply learn the training set by heart."""
 
 from __future__ import annotations
 
@@ -10,10 +10,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 AUGMENTS = ("none", "translation", "translation+cutout")
-SHIFT, CUTOUT = (
-    1 / 8,
-    1 / 2,
-)  # the paper's ratios: shift up to 1/8 of the side; cut out a square half the side
+SHIFT = 1 / 8  # the paper's ratios: shift by up to 1/8 of the side,
+CUTOUT = 1 / 2  # cut out a square of half the side
 
 
 def translate(x: Tensor, rng: torch.Generator) -> Tensor:
@@ -26,9 +24,8 @@ def translate(x: Tensor, rng: torch.Generator) -> Tensor:
     rows = torch.arange(h, device=x.device) + sy - dy  # (B, H): output row i reads padded row i + sy - dy
     cols = torch.arange(w, device=x.device) + sx - dx  # (B, W)
     batch = torch.arange(b, device=x.device)[:, None, None]
-    return padded[batch, :, rows[:, :, None], cols[:, None, :]].permute(
-        0, 3, 1, 2
-    )  # (B, H, W, C) -> (B, C, H, W)
+    shifted = padded[batch, :, rows[:, :, None], cols[:, None, :]]  # (B, H, W, C)
+    return shifted.permute(0, 3, 1, 2)
 
 
 def cutout(x: Tensor, rng: torch.Generator) -> Tensor:

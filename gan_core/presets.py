@@ -164,8 +164,8 @@ PRESETS: dict[str, dict] = {
         ),
     },
     "keras-wgan": {
-        "description": "Keras Wasserstein ACGAN on MNIST: RMSprop, clipping 0.01, 100-step critic warm-up (a GPU preset: "
-        "~1.3 TFLOP per iteration)",
+        "description": "Keras Wasserstein ACGAN on MNIST: RMSprop, clipping 0.01, 100-step critic warm-up "
+        "(a GPU preset: ~1.3 TFLOP per iteration)",
         "settings": dict(
             arch="acgan-wgan",
             loss="wasserstein",

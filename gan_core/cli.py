@@ -18,6 +18,14 @@ from .run import format_elapsed, resume_run, start_run
 from .sampling import generate, latents, load_sampler
 from .trainer import resolve_device
 
+# `train` flags that map one-to-one onto a RunConfig field or knob of the same name (dashes as underscores)
+SETTING_FLAGS = [("--arch", str), ("--loss", str), ("--dataset", str), ("--iterations", int),
+                 ("--batch-size", int), ("--lr-g", float), ("--lr-d", float), ("--flip-prob", float),
+                 ("--z-dim", int), ("--sample-every", int), ("--seed", int), ("--threads", int),
+                 ("--optimizer", str), ("--beta1", float), ("--beta2", float), ("--clip-value", float),
+                 ("--checkpoint-every", int), ("--pack", int), ("--augment", str), ("--eval-every", int),
+                 ("--data-dir", str)]  # fmt: skip
+
 
 class UsageError(Exception):
     """Bad command-line input: printed as one line, exit code 2."""
@@ -44,12 +52,7 @@ def build_parser() -> Parser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     train = sub.add_parser("train", help="train a GAN; prints the run folder's path as its last line")
     train.add_argument("--preset", help="a reference design or toy (see `list`)")
-    for flag, kind in [("--arch", str), ("--loss", str), ("--dataset", str), ("--iterations", int),
-                       ("--batch-size", int), ("--lr-g", float), ("--lr-d", float), ("--flip-prob", float),
-                       ("--z-dim", int), ("--sample-every", int), ("--seed", int), ("--threads", int),
-                       ("--optimizer", str), ("--beta1", float), ("--beta2", float), ("--clip-value", float),
-                       ("--checkpoint-every", int), ("--pack", int), ("--augment", str), ("--eval-every", int),
-                       ("--data-dir", str)]:  # fmt: skip
+    for flag, kind in SETTING_FLAGS:
         train.add_argument(flag, type=kind)
     train.add_argument("--d-iters", type=d_iters_arg, help="D updates per G update, or warmup[:K]")
     train.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
@@ -80,15 +83,12 @@ def train(args) -> int:
         run = resume_run(args.resume, iterations=args.iterations, device=args.device)
     else:
         d_iters, d_warmup = args.d_iters if args.d_iters else (None, None)
+        settings = {
+            name: getattr(args, name) for name in (flag[2:].replace("-", "_") for flag, _ in SETTING_FLAGS)
+        }
         config, knobs = resolve(
-            args.preset, arch=args.arch, loss=args.loss, dataset=args.dataset, iterations=args.iterations,
-            batch_size=args.batch_size, lr_g=args.lr_g, lr_d=args.lr_d, flip_prob=args.flip_prob,
-            d_iters=d_iters, d_warmup=d_warmup, z_dim=args.z_dim, sample_every=args.sample_every,
-            seed=args.seed, device=args.device, threads=args.threads, optimizer=args.optimizer,
-            beta1=args.beta1, beta2=args.beta2, clip_value=args.clip_value,
-            checkpoint_every=args.checkpoint_every, pack=args.pack, augment=args.augment, eval_every=args.eval_every,
-            data_dir=args.data_dir,
-        )  # fmt: skip
+            args.preset, d_iters=d_iters, d_warmup=d_warmup, device=args.device, **settings
+        )
         run = start_run(config, knobs, runs_dir=args.runs_dir, name=args.name)
     skipped = f" ({run.data.skipped} unreadable files skipped)" if run.data.skipped else ""
     print(f"run {run.run_dir} on {run.device}: {len(run.data):,} samples of {run.config.dataset}{skipped}",

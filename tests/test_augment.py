@@ -40,9 +40,8 @@ def test_cutout_zeroes_one_square_of_up_to_half_the_side():
     assert torch.equal(holes, out[:, 1] == 0)
     rows, cols = holes.any(2), holes.any(1)
     assert torch.equal(holes.sum((1, 2)), rows.sum(1) * cols.sum(1))  # a rectangle
-    assert (
-        rows.sum(1).max() == 14 and cols.sum(1).max() == 14 and rows.sum(1).min() < 14
-    )  # clipped at borders
+    # up to 14 x 14, clipped at the borders
+    assert rows.sum(1).max() == 14 and cols.sum(1).max() == 14 and rows.sum(1).min() < 14
 
 
 def test_gradients_flow_through_to_the_image():

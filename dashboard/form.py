@@ -126,6 +126,9 @@ def more_ui(values: dict, s: dict, k: str) -> None:
                            format="%.3f", key=k + "clip", help="0: the loss's default")  # fmt: skip
     values["clip_value"] = clip or None
     values["z_dim"] = int(c3.number_input("Latent size z", value=int(s["z_dim"]), step=1, key=k + "z"))
+    values["width"] = c3.number_input("Width (x the reference's filters)", value=float(s["width"]), step=0.25,
+                                      key=k + "width", help="Every hidden layer's filters or units, as a multiple "
+                                      "of the reference design's: 0.25 trains about 10x faster on a CPU.")  # fmt: skip
     values["iterations"] = int(
         c3.number_input("Iterations", value=int(s["iterations"]), step=100, key=k + "its")
     )

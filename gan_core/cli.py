@@ -24,7 +24,7 @@ SETTING_FLAGS = [("--arch", str), ("--loss", str), ("--dataset", str), ("--itera
                  ("--z-dim", int), ("--sample-every", int), ("--seed", int), ("--threads", int),
                  ("--optimizer", str), ("--beta1", float), ("--beta2", float), ("--clip-value", float),
                  ("--checkpoint-every", int), ("--pack", int), ("--augment", str), ("--eval-every", int),
-                 ("--data-dir", str)]  # fmt: skip
+                 ("--width", float), ("--data-dir", str)]  # fmt: skip
 
 
 class UsageError(Exception):

@@ -89,6 +89,7 @@ class RunConfig:
     beta2: float = 0.999
     lr_schedule: str = "constant"
     g_steps: int = 1  # generator updates per iteration on the same z (CNTK: 2)
+    width: float = 1.0  # every hidden layer's filters/units as a multiple of the reference design's
     pack: int = 1  # PacGAN: D judges `pack` samples at once, joined along channels (mode collapse costs more)
     augment: str = "none"  # DiffAugment on every D input: "translation" or "translation+cutout" (images)
     clip_value: float | None = None  # critic weight clipping (wasserstein only)
@@ -111,6 +112,7 @@ class RunConfig:
         check_range("beta2", self.beta2, 0, 0.9999)
         check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         check_range("g_steps", self.g_steps, 1, 10, integer=True)
+        check_range("width", self.width, 0.0625, 4)
         check_range("pack", self.pack, 1, 8, integer=True)
         check_choice("augment", self.augment, AUGMENTS)
         if self.clip_value is not None:

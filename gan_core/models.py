@@ -1,4 +1,7 @@
-"""The five reference GAN architectures (generator and discriminator pairs) and their registry, ARCHS."""
+"""The five reference GAN architectures (generator and discriminator pairs) and their registry, ARCHS.
+
+Each builder scales its hidden layers by `ModelSpec.width`; the shapes in its comments are at width 1.
+"""
 
 import dataclasses
 import math
@@ -13,11 +16,16 @@ from torch import nn
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """What a model pair is built for: latent size, one sample's shape and the number of classes."""
+    """What a model pair is built for: latent size, one sample's shape, the number of classes, and how wide."""
 
     z_dim: int
     data_shape: tuple[int, ...]  # (C, H, W) for images, (2,) for 2-D points
     num_classes: int  # K (>= 1)
+    width: float = 1.0  # every hidden layer's filters or units, as a multiple of the reference design's
+
+    def units(self, reference: int) -> int:
+        """A hidden layer's filters or units: the reference design's count times `width`, at least 1."""
+        return max(1, round(reference * self.width))
 
 
 # ---- wrappers shared by all architectures
@@ -146,10 +154,11 @@ def initialise(model: nn.Module, weight_init: Callable, types: tuple = WEIGHTED)
 
 def mlp_generator(spec: ModelSpec) -> nn.Module:
     size = math.prod(spec.data_shape)  # C*28*28 for images, 2 for points
+    h = spec.units(256)
     layers = nn.Sequential(
-        nn.Linear(spec.z_dim, 256), nn.ReLU(),  # (B, 256)
-        nn.Linear(256, 256), nn.ReLU(),  # (B, 256)
-        nn.Linear(256, size),  # (B, C*H*W) or (B, 2)
+        nn.Linear(spec.z_dim, h), nn.ReLU(),  # (B, 256)
+        nn.Linear(h, h), nn.ReLU(),  # (B, 256)
+        nn.Linear(h, size),  # (B, C*H*W) or (B, 2)
         # images end in tanh ([-1, 1]); 2-D points are unbounded (the grid toy spans [-4, 4]): linear
         nn.Tanh() if len(spec.data_shape) > 1 else nn.Identity(),
     )  # fmt: skip
@@ -157,12 +166,13 @@ def mlp_generator(spec: ModelSpec) -> nn.Module:
 
 
 def mlp_discriminator(spec: ModelSpec) -> nn.Module:
+    h = spec.units(256)
     features = nn.Sequential(
         nn.Flatten(),  # (B, C*H*W) or (B, 2)
-        nn.Linear(math.prod(spec.data_shape), 256), lrelu(),  # (B, 256)
-        nn.Linear(256, 256), lrelu(),  # (B, 256)
+        nn.Linear(math.prod(spec.data_shape), h), lrelu(),  # (B, 256)
+        nn.Linear(h, h), lrelu(),  # (B, 256)
     )  # fmt: skip
-    return Discriminator(features, nn.Linear(256, 1))  # (B, 1)
+    return Discriminator(features, nn.Linear(h, 1))  # (B, 1)
 
 
 # ---- dcgan28: CNTK DCGAN (reference 1); N(0, 0.02) weights
@@ -170,28 +180,30 @@ def mlp_discriminator(spec: ModelSpec) -> nn.Module:
 
 def dcgan28_generator(spec: ModelSpec) -> nn.Module:
     channels = image_channels(spec, 28, "dcgan28")
+    dense, c = spec.units(1024), spec.units(128)
     layers = nn.Sequential(
-        nn.Linear(spec.z_dim, 1024), nn.BatchNorm1d(1024), nn.ReLU(),  # (B, 1024)
-        nn.Linear(1024, 128 * 7 * 7), nn.Unflatten(1, (128, 7, 7)),  # (B, 128, 7, 7)
+        nn.Linear(spec.z_dim, dense), nn.BatchNorm1d(dense), nn.ReLU(),  # (B, 1024)
+        nn.Linear(dense, c * 7 * 7), nn.Unflatten(1, (c, 7, 7)),  # (B, 128, 7, 7)
         # CNTK's Dense outputs shape (128, 7, 7) and BatchNormalization(map_rank=1) normalises per channel
-        nn.BatchNorm2d(128), nn.ReLU(),
-        upconv5(128, 128), nn.BatchNorm2d(128), nn.ReLU(),  # (B, 128, 14, 14)
-        upconv5(128, channels), ScaledSigmoid(),  # (B, C, 28, 28)
+        nn.BatchNorm2d(c), nn.ReLU(),
+        upconv5(c, c), nn.BatchNorm2d(c), nn.ReLU(),  # (B, 128, 14, 14)
+        upconv5(c, channels), ScaledSigmoid(),  # (B, C, 28, 28)
     )  # fmt: skip
     return initialise(Generator(layers, spec.data_shape), normal_002)
 
 
 def dcgan28_discriminator(spec: ModelSpec) -> nn.Module:
     channels = image_channels(spec, 28, "dcgan28")
+    c, dense = spec.units(64), spec.units(1024)
     features = nn.Sequential(
         # CNTK's tutorial gives this conv a single filter (Convolution2D(dkernel, 1)), so all D sees passes
         # through one 12x12 map; we read it as a slip (the next conv is 64 wide) and use 64. Measured on digits
         # (bench/quality.py, 10 min): one filter 0.41 recognisable, classifier FD 956; 64 filters 0.63, FD 236.
-        nn.Conv2d(channels, 64, 5, stride=2), nn.BatchNorm2d(64), lrelu(),  # (B, 64, 12, 12)
-        nn.Conv2d(64, 64, 5, stride=2), nn.BatchNorm2d(64), lrelu(),  # (B, 64, 4, 4)
-        nn.Flatten(), nn.Linear(64 * 4 * 4, 1024), nn.BatchNorm1d(1024), lrelu(),  # (B, 1024)
+        nn.Conv2d(channels, c, 5, stride=2), nn.BatchNorm2d(c), lrelu(),  # (B, 64, 12, 12)
+        nn.Conv2d(c, c, 5, stride=2), nn.BatchNorm2d(c), lrelu(),  # (B, 64, 4, 4)
+        nn.Flatten(), nn.Linear(c * 4 * 4, dense), nn.BatchNorm1d(dense), lrelu(),  # (B, 1024)
     )  # fmt: skip
-    return initialise(Discriminator(features, nn.Linear(1024, 1)), normal_002)  # (B, 1)
+    return initialise(Discriminator(features, nn.Linear(dense, 1)), normal_002)  # (B, 1)
 
 
 # ---- cdcgan: TensorFlow conditional DCGAN (reference 3); truncated-normal(0, 0.02) weights
@@ -199,10 +211,11 @@ def dcgan28_discriminator(spec: ModelSpec) -> nn.Module:
 
 def cdcgan_generator(spec: ModelSpec) -> nn.Module:
     channels = image_channels(spec, 28, "cdcgan")
+    c1, c2 = spec.units(256), spec.units(128)
     layers = nn.Sequential(  # input (B, z_dim + K, 1, 1)
-        nn.ConvTranspose2d(spec.z_dim + spec.num_classes, 256, 7), nn.BatchNorm2d(256), lrelu(),  # (B, 256, 7, 7)
-        upconv5(256, 128), nn.BatchNorm2d(128), lrelu(),  # (B, 128, 14, 14)
-        upconv5(128, channels), nn.Tanh(),  # (B, C, 28, 28)
+        nn.ConvTranspose2d(spec.z_dim + spec.num_classes, c1, 7), nn.BatchNorm2d(c1), lrelu(),  # (B, 256, 7, 7)
+        upconv5(c1, c2), nn.BatchNorm2d(c2), lrelu(),  # (B, 128, 14, 14)
+        upconv5(c2, channels), nn.Tanh(),  # (B, C, 28, 28)
     )  # fmt: skip
     generator = Generator(layers, spec.data_shape, OneHotInput(spec.num_classes))
     return initialise(generator, trunc_normal_002)
@@ -210,11 +223,12 @@ def cdcgan_generator(spec: ModelSpec) -> nn.Module:
 
 def cdcgan_discriminator(spec: ModelSpec) -> nn.Module:
     channels = image_channels(spec, 28, "cdcgan")
+    c1, c2 = spec.units(128), spec.units(256)
     features = nn.Sequential(  # input: image and K label planes, (B, C + K, 28, 28)
-        downconv5(channels + spec.num_classes, 128), lrelu(),  # (B, 128, 14, 14)
-        downconv5(128, 256), nn.BatchNorm2d(256), lrelu(),  # (B, 256, 7, 7)
+        downconv5(channels + spec.num_classes, c1), lrelu(),  # (B, 128, 14, 14)
+        downconv5(c1, c2), nn.BatchNorm2d(c2), lrelu(),  # (B, 256, 7, 7)
     )  # fmt: skip
-    head = nn.Conv2d(256, 1, 7)  # (B, 1, 1, 1)
+    head = nn.Conv2d(c2, 1, 7)  # (B, 1, 1, 1)
     return initialise(Discriminator(features, head, label_planes=spec.num_classes), trunc_normal_002)
 
 
@@ -223,12 +237,13 @@ def cdcgan_discriminator(spec: ModelSpec) -> nn.Module:
 
 def acgan_generator(spec: ModelSpec) -> nn.Module:
     channels = image_channels(spec, 28, "acgan-wgan")
+    dense, c1, c2 = spec.units(1024), spec.units(128), spec.units(256)
     layers = nn.Sequential(  # input h = z * embedding(y), (B, z_dim)
-        nn.Linear(spec.z_dim, 1024), lrelu(),  # (B, 1024)
-        nn.Linear(1024, 128 * 7 * 7), lrelu(), nn.Unflatten(1, (128, 7, 7)),  # (B, 128, 7, 7)
-        nn.Upsample(scale_factor=2), nn.Conv2d(128, 256, 5, padding="same"), lrelu(),  # (B, 256, 14, 14)
-        nn.Upsample(scale_factor=2), nn.Conv2d(256, 128, 5, padding="same"), lrelu(),  # (B, 128, 28, 28)
-        nn.Conv2d(128, channels, 2, padding="same"), nn.Tanh(),  # (B, C, 28, 28)
+        nn.Linear(spec.z_dim, dense), lrelu(),  # (B, 1024)
+        nn.Linear(dense, c1 * 7 * 7), lrelu(), nn.Unflatten(1, (c1, 7, 7)),  # (B, 128, 7, 7)
+        nn.Upsample(scale_factor=2), nn.Conv2d(c1, c2, 5, padding="same"), lrelu(),  # (B, 256, 14, 14)
+        nn.Upsample(scale_factor=2), nn.Conv2d(c2, c1, 5, padding="same"), lrelu(),  # (B, 128, 28, 28)
+        nn.Conv2d(c1, channels, 2, padding="same"), nn.Tanh(),  # (B, C, 28, 28)
     )  # fmt: skip
     generator = Generator(layers, spec.data_shape, EmbeddingInput(spec.num_classes, spec.z_dim))
     # As the Keras original: Dense and Embedding keep Keras's default glorot_uniform, convs draw N(0, 0.02)
@@ -238,15 +253,16 @@ def acgan_generator(spec: ModelSpec) -> nn.Module:
 
 def acgan_discriminator(spec: ModelSpec) -> nn.Module:
     channels = image_channels(spec, 28, "acgan-wgan")
+    c1, c2, c3, c4 = (spec.units(n) for n in (32, 64, 128, 256))
     features = nn.Sequential(
-        nn.Conv2d(channels, 32, 3, padding=1), lrelu(), nn.MaxPool2d(2), nn.Dropout(0.3),  # (B, 32, 14, 14)
-        nn.Conv2d(32, 64, 3, padding=1), lrelu(), nn.Dropout(0.3),  # (B, 64, 14, 14)
-        nn.Conv2d(64, 128, 3, padding=1), nn.MaxPool2d(2), lrelu(), nn.Dropout(0.3),  # (B, 128, 7, 7)
-        nn.Conv2d(128, 256, 3, padding=1), lrelu(), nn.Dropout(0.3),  # (B, 256, 7, 7)
+        nn.Conv2d(channels, c1, 3, padding=1), lrelu(), nn.MaxPool2d(2), nn.Dropout(0.3),  # (B, 32, 14, 14)
+        nn.Conv2d(c1, c2, 3, padding=1), lrelu(), nn.Dropout(0.3),  # (B, 64, 14, 14)
+        nn.Conv2d(c2, c3, 3, padding=1), nn.MaxPool2d(2), lrelu(), nn.Dropout(0.3),  # (B, 128, 7, 7)
+        nn.Conv2d(c3, c4, 3, padding=1), lrelu(), nn.Dropout(0.3),  # (B, 256, 7, 7)
         nn.Flatten(),  # (B, 12544)
     )  # fmt: skip
-    critic = nn.Linear(256 * 7 * 7, 1)  # (B, 1), linear critic value
-    classes = nn.Linear(256 * 7 * 7, spec.num_classes)  # (B, K) logits; the loss applies the softmax
+    critic = nn.Linear(c4 * 7 * 7, 1)  # (B, 1), linear critic value
+    classes = nn.Linear(c4 * 7 * 7, spec.num_classes)  # (B, K) logits; the loss applies the softmax
     return initialise(Discriminator(features, critic, classes), normal_002)
 
 
@@ -255,26 +271,28 @@ def acgan_discriminator(spec: ModelSpec) -> nn.Module:
 
 def dcgan64_generator(spec: ModelSpec) -> nn.Module:
     channels = image_channels(spec, 64, "dcgan64")
+    c1, c2, c3, c4 = (spec.units(n) for n in (512, 256, 128, 64))
     layers = nn.Sequential(
-        nn.Linear(spec.z_dim, 4 * 4 * 512), nn.Unflatten(1, (512, 4, 4)),  # project and reshape, (B, 512, 4, 4)
-        nn.ConvTranspose2d(512, 256, 5), nn.BatchNorm2d(256), nn.ReLU(),  # (B, 256, 8, 8)
-        upconv5(256, 128), nn.BatchNorm2d(128), nn.ReLU(),  # (B, 128, 16, 16)
-        upconv5(128, 64), nn.BatchNorm2d(64), nn.ReLU(),  # (B, 64, 32, 32)
-        upconv5(64, channels), nn.Tanh(),  # (B, C, 64, 64)
+        nn.Linear(spec.z_dim, 4 * 4 * c1), nn.Unflatten(1, (c1, 4, 4)),  # project and reshape, (B, 512, 4, 4)
+        nn.ConvTranspose2d(c1, c2, 5), nn.BatchNorm2d(c2), nn.ReLU(),  # (B, 256, 8, 8)
+        upconv5(c2, c3), nn.BatchNorm2d(c3), nn.ReLU(),  # (B, 128, 16, 16)
+        upconv5(c3, c4), nn.BatchNorm2d(c4), nn.ReLU(),  # (B, 64, 32, 32)
+        upconv5(c4, channels), nn.Tanh(),  # (B, C, 64, 64)
     )  # fmt: skip
     return initialise(Generator(layers, spec.data_shape), normal_002)
 
 
 def dcgan64_discriminator(spec: ModelSpec) -> nn.Module:
     channels = image_channels(spec, 64, "dcgan64")
+    c1, c2, c3, c4 = (spec.units(n) for n in (64, 128, 256, 512))
     features = nn.Sequential(
         nn.Dropout(0.5),  # on the input, (B, C, 64, 64)
-        downconv5(channels, 64), lrelu(),  # (B, 64, 32, 32)
-        downconv5(64, 128), nn.BatchNorm2d(128), lrelu(),  # (B, 128, 16, 16)
-        downconv5(128, 256), nn.BatchNorm2d(256), lrelu(),  # (B, 256, 8, 8)
-        downconv5(256, 512), nn.BatchNorm2d(512), lrelu(),  # (B, 512, 4, 4)
+        downconv5(channels, c1), lrelu(),  # (B, 64, 32, 32)
+        downconv5(c1, c2), nn.BatchNorm2d(c2), lrelu(),  # (B, 128, 16, 16)
+        downconv5(c2, c3), nn.BatchNorm2d(c3), lrelu(),  # (B, 256, 8, 8)
+        downconv5(c3, c4), nn.BatchNorm2d(c4), lrelu(),  # (B, 512, 4, 4)
     )  # fmt: skip
-    return initialise(Discriminator(features, nn.Conv2d(512, 1, 4)), normal_002)  # (B, 1, 1, 1)
+    return initialise(Discriminator(features, nn.Conv2d(c4, 1, 4)), normal_002)  # (B, 1, 1, 1)
 
 
 # ---- registry

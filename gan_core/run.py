@@ -378,7 +378,7 @@ class Run:
             "elapsed_s": float(self.history.last().get("elapsed_s", 0.0)), "knobs": asdict(self._knobs),
             "config": asdict(self.config), "bounds": self._bounds,
             "spec": {"z_dim": self.config.z_dim, "data_shape": list(self.data.data_shape),
-                     "num_classes": self.data.num_classes},
+                     "num_classes": self.data.num_classes, "width": self.config.width},
         }  # fmt: skip
         storage.save_checkpoint(self.run_dir / "checkpoints" / "last.pt", state)
         self._last_good, self._t_saved = self.iteration, time.monotonic()

@@ -1,6 +1,7 @@
 """The command line: train, resume, sample exports, list, and bad input as exit code 2 with one line."""
 
 import io
+import json
 import subprocess
 import sys
 import zipfile
@@ -26,10 +27,12 @@ def cli(*args, check=False):
 def trained(tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs")
     proc = cli("train", "--preset", "tf-cdcgan", "--dataset", "digits", "--iterations", 4, "--sample-every", 2,
-               "--batch-size", 16, "--device", "cpu", "--runs-dir", runs, "--name", "cond")  # fmt: skip
+               "--batch-size", 16, "--width", 0.5, "--device", "cpu", "--runs-dir", runs, "--name", "cond")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     run = Path(proc.stdout.strip().splitlines()[-1])
     assert run == runs / "cond" and "iter 4/4" in proc.stderr
+    # half the reference's filters: sampling, resuming and evaluating must rebuild the same narrow networks
+    assert json.loads((run / "config.json").read_text())["config"]["width"] == 0.5
     return run
 
 
@@ -87,6 +90,7 @@ def test_two_d_run_exports_points(tmp_path):
         # these two reach the config only if the flags are passed on (--pack once was not)
         (["--pack", "3", "--batch-size", "64"], "batch_size 64 must be a multiple of pack 3"),
         (["--augment", "flips"], "augment 'flips' is unknown: allowed none, translation, translation+cutout"),
+        (["--width", "8"], "width 8.0 is out of range: allowed [0.0625, 4]"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(args, message, capsys, tmp_path):

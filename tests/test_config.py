@@ -33,6 +33,7 @@ def test_knobs_refuse_values_out_of_range(changes, message):
         ({"loss": "bce", "clip_value": 0.01}, "applies only to loss 'wasserstein'"),
         ({"dataset": "nosuch"}, "nosuch"),
         ({"pack": 9}, "pack 9 is out of range"),
+        ({"width": 0}, "width 0 is out of range: allowed \\[0.0625, 4\\]"),
         ({"augment": "flips"}, "augment 'flips' is unknown: allowed none, translation, translation\\+cutout"),
         (
             {"arch": "mlp", "dataset": "ring", "augment": "translation"},

@@ -221,6 +221,32 @@ def test_parameter_counts_spelled_out():
     assert expected_counts("dcgan64", 3) == (5_134_339, 4_316_545)
 
 
+@pytest.mark.parametrize("arch", list(ARCHS))
+def test_width_scales_every_hidden_layer_and_keeps_the_shapes(arch):
+    spec = image_spec(arch, 1)
+    narrow = ModelSpec(spec.z_dim, spec.data_shape, spec.num_classes, width=0.25)
+    full_g, full_d = build_models(arch, spec)
+    generator, discriminator = build_models(arch, narrow)
+    for full, small in ((full_g, generator), (full_d, discriminator)):
+        full_widths = [
+            m.out_channels for m in full.modules() if isinstance(m, nn.Conv2d | nn.ConvTranspose2d)
+        ]
+        widths = [m.out_channels for m in small.modules() if isinstance(m, nn.Conv2d | nn.ConvTranspose2d)]
+        # hidden layers at a quarter; the image channels and the one-value head stay as they are
+        assert widths == [w if w in (1, K) else w // 4 for w in full_widths]
+        assert count(small) < count(full) / 4
+    labels = labels_for(spec)
+    fake = generator(torch.randn(B, Z_DIM), labels)
+    assert fake.shape == (B, *spec.data_shape)
+    assert discriminator(fake, labels)[0].shape == (B,)
+
+
+def test_width_of_the_mlp_and_its_floor():
+    generator, _ = build_models("mlp", ModelSpec(Z_DIM, (1, 28, 28), 1, width=0.5))
+    assert [m.out_features for m in generator.modules() if isinstance(m, nn.Linear)] == [128, 128, 784]
+    assert ModelSpec(Z_DIM, (2,), 1, width=0.001).units(256) == 1
+
+
 # ---- intermediate spatial sizes (the sizes each reference states after every conv layer)
 
 SIZES = {  # arch: (generator conv outputs, discriminator conv outputs), height = width

@@ -100,21 +100,23 @@ def train(args) -> int:
 
 def _follow(run) -> int:
     """Show progress until the run ends; Ctrl-C stops it cleanly (checkpoint and metrics saved)."""
+    shown = 0  # the last iteration printed: a run busy with its final checkpoint and metrics prints nothing new
     try:
         while not run.wait(timeout=2.0):
-            _progress(run.snapshot())
+            shown = _progress(run.snapshot(), shown)
     except KeyboardInterrupt:
         print("\nstopping ...", file=sys.stderr)
         run.stop()
     snap = run.snapshot()
-    _progress(snap)
+    _progress(snap, shown)
     print(f"{snap.status}: {snap.reason}", file=sys.stderr)
     return {"finished": 0, "stopped": 130}.get(snap.status, 1)
 
 
-def _progress(snap) -> None:
-    if not len(snap.history["iteration"]):
-        return
+def _progress(snap, shown: int) -> int:
+    """Print the latest iteration's line unless it is `shown` already; return the iteration shown."""
+    if not len(snap.history["iteration"]) or int(snap.history["iteration"][-1]) == shown:
+        return shown
     h = {k: float(v[-1]) for k, v in snap.history.items()}
     print(
         f"iter {int(h['iteration'])}/{snap.target}  epoch {int(h['epoch'])}  score_g {h['score_g']:.3f}  "
@@ -123,6 +125,7 @@ def _progress(snap) -> None:
         file=sys.stderr,
         flush=True,
     )
+    return int(h["iteration"])
 
 
 # ---- sample

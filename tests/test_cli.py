@@ -31,6 +31,8 @@ def trained(tmp_path_factory):
     assert proc.returncode == 0, proc.stderr
     run = Path(proc.stdout.strip().splitlines()[-1])
     assert run == runs / "cond" and "iter 4/4" in proc.stderr
+    shown = [line.split()[1] for line in proc.stderr.splitlines() if line.startswith("iter ")]
+    assert len(shown) == len(set(shown)), proc.stderr  # no line repeated while the run finishes
     # half the reference's filters: sampling, resuming and evaluating must rebuild the same narrow networks
     assert json.loads((run / "config.json").read_text())["config"]["width"] == 0.5
     return run

@@ -100,7 +100,8 @@ def train(args) -> int:
 
 def _follow(run) -> int:
     """Show progress until the run ends; Ctrl-C stops it cleanly (checkpoint and metrics saved)."""
-    shown = 0  # the last iteration printed: a run busy with its final checkpoint and metrics prints nothing new
+    # the last iteration printed: while the run saves its final checkpoint and metrics, nothing new is printed
+    shown = 0
     try:
         while not run.wait(timeout=2.0):
             shown = _progress(run.snapshot(), shown)

@@ -19,6 +19,8 @@ def resolve(preset: str | None = None, **overrides) -> tuple[RunConfig, Knobs]:
         check_choice("preset", preset, list(PRESETS))
         settings.update(preset_settings(preset, overrides.get("dataset")), preset=preset)
     settings.update(overrides)
+    if settings.get("loss") != "wasserstein" and "clip_value" not in overrides:
+        settings.pop("clip_value", None)  # a preset's weight clipping belongs to its wasserstein loss
     knob_fields = Knobs.__dataclass_fields__
     knobs = Knobs(**{k: v for k, v in settings.items() if k in knob_fields})
     config_settings = {k: v for k, v in settings.items() if k not in knob_fields}

@@ -82,6 +82,14 @@ def test_reference_schedules_are_in_the_presets():
     assert (tf.arch, tf.lr_schedule, tf.batch_size) == ("cdcgan", "staircase", 100)
 
 
+def test_a_presets_clipping_goes_with_its_loss():
+    assert resolve("keras-wgan")[0].clip_value == 0.01
+    config, _ = resolve("keras-wgan", loss="wgan-gp")  # the gradient penalty replaces the clipping
+    assert (config.loss, config.clip_value) == ("wgan-gp", None)
+    with pytest.raises(ConfigError, match="applies only to loss 'wasserstein'"):
+        resolve("keras-wgan", loss="wgan-gp", clip_value=0.01)  # asked for explicitly: refused
+
+
 def test_json_round_trip():
     config, knobs = RunConfig(arch="mlp", seed=7, clip_value=None), Knobs(lr_g=1e-3, d_warmup=True)
     assert from_dict(json.loads(to_json(config, knobs))) == (config, knobs)

@@ -95,3 +95,15 @@ def test_batch_larger_than_the_data_is_refused_at_start(runs_dir):
     at.button(key="start").click().run()
     assert any("batch_size 5000 is larger than data set 'digits'" in e.value for e in at.error)
     assert registry().active_run() is None
+
+
+def test_width_from_the_form_reaches_the_run(runs_dir):
+    at = train_page()
+    at.number_input(key="form-pytorch-mlp-width").set_value(0.01).run()
+    assert any("width 0.01 is out of range: allowed [0.0625, 4]" in e.value for e in at.error)
+    assert at.button(key="start").disabled
+    at.number_input(key="form-pytorch-mlp-width").set_value(0.5).run()
+    at.button(key="start").click().run()
+    run = registry().active_run()
+    assert run is not None and run.config.width == 0.5
+    assert wait_for(lambda: run.iteration >= 2)  # the half-width networks train

@@ -377,8 +377,7 @@ class Run:
             "trainer": trainer.state_dict(), "iteration": self.iteration, "epoch": trainer.epoch,
             "elapsed_s": float(self.history.last().get("elapsed_s", 0.0)), "knobs": asdict(self._knobs),
             "config": asdict(self.config), "bounds": self._bounds,
-            "spec": {"z_dim": self.config.z_dim, "data_shape": list(self.data.data_shape),
-                     "num_classes": self.data.num_classes, "width": self.config.width},
+            "spec": asdict(trainer.spec),  # what the networks were built for: sampling rebuilds them from it
         }  # fmt: skip
         storage.save_checkpoint(self.run_dir / "checkpoints" / "last.pt", state)
         self._last_good, self._t_saved = self.iteration, time.monotonic()

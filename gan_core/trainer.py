@@ -68,7 +68,7 @@ class Trainer:
     def __init__(self, config: RunConfig, knobs: Knobs, data: Data, device: torch.device):
         self.config, self.data, self.device = config, data, device
         self.arch, self.loss = ARCHS[config.arch], LOSSES[config.loss]
-        spec = ModelSpec(config.z_dim, data.data_shape, data.num_classes, config.width)
+        self.spec = spec = ModelSpec(config.z_dim, data.data_shape, data.num_classes, config.width)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
             generator, discriminator = build_models(config.arch, spec, config.pack)

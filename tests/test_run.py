@@ -43,6 +43,19 @@ def test_every_architecture_and_loss_trains(arch, loss):
     assert tuple(samples.shape) == expected and samples.abs().max() <= 1
 
 
+@pytest.mark.parametrize(
+    ("optimizer", "fast_path"), [("adam", "fused"), ("sgd", "fused"), ("rmsprop", "foreach")]
+)
+def test_optimisers_take_their_fast_step_on_the_cpu(optimizer, fast_path):
+    config, knobs = resolve(None, arch="mlp", dataset="ring", optimizer=optimizer, batch_size=8, device="cpu")
+    trainer = Trainer(config, knobs, tiny_points(), torch.device("cpu"))
+    before = [p.detach().clone() for p in trainer.generator.parameters()]
+    trainer.iteration(knobs, 1)
+    for opt in (trainer.opt_g, trainer.opt_d):
+        assert opt.defaults[fast_path] is True
+    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.generator.parameters(), strict=True))
+
+
 def test_incompatible_pairs_exist_and_are_refused():
     pairs = set(compatible_pairs())
     assert ("dcgan28", "wgan-gp") not in pairs and ("acgan-wgan", "wgan-gp") in pairs

@@ -122,9 +122,14 @@ def more_ui(values: dict, s: dict, k: str) -> None:
                                      index=AUGMENTS.index(s["augment"]),
                                      help="Shift (and cut a square out of) real and generated images alike before "
                                      "D sees them: with little data, D cannot memorise it. Images only.")  # fmt: skip
+    wasserstein = (
+        values["loss"] == "wasserstein"
+    )  # the only loss that clips: greyed out, and unused, for others
     clip = c2.number_input("Weight clipping (wasserstein)", value=float(s["clip_value"] or 0.0), step=0.005,
-                           format="%.3f", key=k + "clip", help="0: the loss's default")  # fmt: skip
-    values["clip_value"] = clip or None
+                           format="%.3f", key=k + "clip", disabled=not wasserstein,
+                           help="Clip every critic weight to [-c, c] before each critic update; 0: no clipping. "
+                           "Loss 'wasserstein' only.")  # fmt: skip
+    values["clip_value"] = (clip or None) if wasserstein else None
     values["z_dim"] = int(c3.number_input("Latent size z", value=int(s["z_dim"]), step=1, key=k + "z"))
     values["width"] = c3.number_input("Width (x the reference's filters)", value=float(s["width"]), step=0.25,
                                       key=k + "width", help="Every hidden layer's filters or units, as a multiple "

@@ -81,12 +81,22 @@ def test_bad_input_shows_its_message_and_starts_nothing(runs_dir):
     assert any("lr_g -1.0 is out of range: allowed [0, 1]" in e.value for e in at.error)
     assert at.button(key="start").disabled
     at.number_input(key="form-pytorch-mlp-lr_g").set_value(2e-4).run()
-    at.selectbox(key="form-pytorch-mlp-loss").set_value("wasserstein").run()
-    at.number_input(key="form-pytorch-mlp-clip").set_value(0.02).run()
-    assert not at.button(key="start").disabled
-    at.selectbox(key="form-pytorch-mlp-loss").set_value("hinge").run()
-    assert any("applies only to loss 'wasserstein'" in e.value for e in at.error)
+    at.number_input(key="form-pytorch-mlp-batch").set_value(0).run()
+    assert any("batch_size 0 is out of range" in e.value for e in at.error)
+    assert at.button(key="start").disabled
     assert registry().active_run() is None and not runs_dir.exists()
+
+
+def test_weight_clipping_is_greyed_out_and_unused_unless_the_loss_is_wasserstein(runs_dir):
+    at = train_page()
+    at.selectbox(key="form-preset").set_value("keras-wgan").run()
+    clip = at.number_input(key="form-keras-wgan-clip")
+    assert clip.value == 0.01 and not clip.disabled
+    at.selectbox(key="form-keras-wgan-loss").set_value("wgan-gp").run()
+    assert at.number_input(key="form-keras-wgan-clip").disabled
+    assert not at.error and not at.button(key="start").disabled  # the preset's clip no longer blocks Start
+    at.selectbox(key="form-keras-wgan-loss").set_value("wasserstein").run()
+    assert not at.number_input(key="form-keras-wgan-clip").disabled
 
 
 def test_batch_larger_than_the_data_is_refused_at_start(runs_dir):

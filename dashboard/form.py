@@ -122,9 +122,8 @@ def more_ui(values: dict, s: dict, k: str) -> None:
                                      index=AUGMENTS.index(s["augment"]),
                                      help="Shift (and cut a square out of) real and generated images alike before "
                                      "D sees them: with little data, D cannot memorise it. Images only.")  # fmt: skip
-    wasserstein = (
-        values["loss"] == "wasserstein"
-    )  # the only loss that clips: greyed out, and unused, for others
+    # Clipping belongs to the wasserstein loss: for any other, greyed out and unused.
+    wasserstein = values["loss"] == "wasserstein"
     clip = c2.number_input("Weight clipping (wasserstein)", value=float(s["clip_value"] or 0.0), step=0.005,
                            format="%.3f", key=k + "clip", disabled=not wasserstein,
                            help="Clip every critic weight to [-c, c] before each critic update; 0: no clipping. "

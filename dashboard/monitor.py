@@ -9,7 +9,7 @@ import numpy as np
 import streamlit as st
 from PIL import Image
 
-from gan_core import ConfigError, Run, Snapshot
+from gan_core import ConfigError, DataError, Run, Snapshot, Status
 from gan_core.data import TOYS
 from gan_core.export import png_bytes
 from gan_core.hints import failure_hints, quality_hints
@@ -123,11 +123,11 @@ def draw_monitor() -> None:
 
 
 def draw_status(snap: Snapshot) -> None:
-    if snap.status in ("failed", "diverged"):
+    if snap.status in (Status.FAILED, Status.DIVERGED):
         st.error(f"The run {snap.status}: {snap.reason}")
-    elif snap.status in ("finished", "stopped"):
+    elif snap.status in (Status.FINISHED, Status.STOPPED):
         st.success(f"The run {snap.status}: {snap.reason}. Its samples and exports are on the Samples page.")
-    elif snap.status == "paused":
+    elif snap.status is Status.PAUSED:
         st.info(f"Paused ({snap.reason}). Step through iterations or resume.")
     elif snap.iteration == 0:
         st.caption(f"Starting on {snap.device} …")
@@ -185,7 +185,7 @@ def draw_controls(run: Run, snap: Snapshot) -> None:
 
 def draw_buttons(run: Run, snap: Snapshot) -> None:
     b1, b2, b3, b4, _ = st.columns([1, 1, 1, 1, 2])
-    paused = snap.status == "paused"
+    paused = snap.status is Status.PAUSED
     if b1.button(
         "Resume" if paused else "Pause", key="live-pause", disabled=not snap.active, width="stretch"
     ):
@@ -197,9 +197,15 @@ def draw_buttons(run: Run, snap: Snapshot) -> None:
     if b3.button("Stop", key="live-stop", disabled=not snap.active, type="primary", width="stretch"):
         run.stop(wait=False)
         st.toast("Stopping: the checkpoint and metrics are being saved.")
-    if b4.button("Continue run", key="live-continue", disabled=snap.active or snap.status == "finished",
+    if b4.button("Continue run", key="live-continue", disabled=snap.active or snap.status is Status.FINISHED,
                  help="Continue a stopped run from its last checkpoint", width="stretch"):  # fmt: skip
-        registry().resume(snap.run_dir)
+        try:
+            registry().resume(snap.run_dir)
+        except (
+            ConfigError,
+            DataError,
+        ) as exc:  # another tab or process trains it, or its checkpoint is damaged
+            st.error(f"Cannot continue {snap.run_dir.name}: {str(exc).splitlines()[0]}")
 
 
 def draw_more_charts(snap: Snapshot) -> None:

@@ -12,20 +12,10 @@ import streamlit as st
 import torch
 from PIL import Image
 
-from gan_core.data import load_dataset
-from gan_core.export import (
-    gif_bytes,
-    grid_image,
-    npy_bytes,
-    png_bytes,
-    points_image,
-    sample_grids,
-    to_uint8,
-    zip_bytes,
-)
+from gan_core.export import gif_bytes, npy_bytes, png_bytes, to_uint8, zip_bytes
+from gan_core.folder import RunFolder, RunInfo
 from gan_core.run import Run
 from gan_core.sampling import Sampler, generate, interpolate, latents, load_sampler
-from gan_core.storage import RunInfo
 
 from .registry import registry
 
@@ -43,7 +33,7 @@ def live_run(run_dir: Path) -> Run | None:
 
 
 def checkpoint_path(run_dir: Path) -> Path:
-    return Path(run_dir) / "checkpoints" / "last.pt"
+    return RunFolder(run_dir).checkpoint
 
 
 def run_label(info: RunInfo) -> str:
@@ -74,23 +64,13 @@ def checkpoint_stamp(run_dir: Path) -> int:
 
 
 def sampler_for(run_dir: Path, stamp: int) -> Sampler:
-    """The run's generator from checkpoints/last.pt, loaded once per checkpoint file (on the CPU)."""
+    """The run's generator from its latest checkpoint, loaded once per checkpoint file (on the CPU)."""
     return _sampler(str(run_dir), stamp)
-
-
-@st.cache_data(max_entries=8, show_spinner=False)
-def real_points(dataset: str) -> np.ndarray:
-    """Up to 500 real points of a 2-D data set, spread along it (as the Train page draws them)."""
-    data = load_dataset(dataset)
-    return data.x[:: max(1, len(data) // 500)][:500].numpy()
 
 
 def picture(sampler: Sampler, z: torch.Tensor, labels: torch.Tensor | None, nrow: int | None) -> np.ndarray:
     """uint8 (H, W, 3): a grid of generated images, or for 2-D runs a scatter of points over the real ones."""
-    samples = generate(sampler, z, labels)
-    if sampler.points:
-        return points_image(real_points(sampler.config.dataset), samples.numpy(), None, sampler.bounds or 3.0)
-    return grid_image(samples, nrow)
+    return sampler.picture(generate(sampler, z, labels), nrow)
 
 
 def fixed_latents(sampler: Sampler, class_index: int | None):
@@ -178,11 +158,11 @@ class Download:
 
 def run_files(info: RunInfo) -> list[Download]:
     """The run's own files: the time-lapse of its saved grids, its checkpoint, its metrics."""
-    run_dir, name = Path(info.path), info.name
-    metrics, checkpoint = run_dir / "metrics.csv", checkpoint_path(run_dir)
+    folder, name = RunFolder(info.path), info.name
+    metrics, checkpoint, grids = folder.metrics_path, folder.checkpoint, folder.grids()
     return [
-        Download("Time-lapse (GIF)", f"{name}-timelapse.gif", "image/gif", lambda: gif_bytes(run_dir),
-                 None if sample_grids(run_dir) else "No sample grids saved yet."),
+        Download("Time-lapse (GIF)", f"{name}-timelapse.gif", "image/gif", lambda: gif_bytes(grids),
+                 None if grids else "No sample grids saved yet."),
         Download("Checkpoint (.pt)", f"{name}-last.pt", "application/octet-stream", checkpoint.read_bytes,
                  None if checkpoint.is_file() else "No checkpoint yet."),
         Download("Metrics (CSV)", f"{name}-metrics.csv", "text/csv", metrics.read_bytes,

@@ -33,9 +33,7 @@ class Registry:
         return self._add(run)
 
     def resume(self, run_dir: Path, iterations: int | None = None) -> Run:
-        current = self.runs.get(Path(run_dir))
-        if current is not None and current.alive:
-            return current
+        """Continue a run; refused (ConfigError naming the live run) while any process trains into its folder."""
         return self._add(resume_run(run_dir, iterations=iterations, threads=CPU_THREADS))
 
     def _add(self, run: Run) -> Run:

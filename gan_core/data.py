@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from PIL import Image
@@ -50,6 +53,22 @@ class Data:
     def __len__(self) -> int:
         return self.x.shape[0]
 
+    @property
+    def facts(self) -> DataFacts:
+        return DataFacts(self.name, len(self), self.y is not None)
+
+    def real_points(self, n: int = 500) -> torch.Tensor:
+        """2-D data: n real points spread along the set (drawn behind the generated ones)."""
+        return self.x[:: max(1, len(self) // n)][:n]
+
+
+class DataFacts(NamedTuple):
+    """What the checks before Start need of a data set, known without loading it."""
+
+    name: str
+    size: int  # samples (a folder: its image files, some of which may turn out unreadable)
+    labelled: bool
+
 
 @dataclass(frozen=True)
 class DatasetInfo:
@@ -58,6 +77,7 @@ class DatasetInfo:
     loader: Callable[[int, Path, bool], Data]
     kind: str  # 'image' or 'points'
     labelled: bool
+    size: int  # the training split's samples
     description: str
 
 
@@ -119,13 +139,18 @@ def _stack_images(images: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack(images)
 
 
-def load_folder(path: str | Path, image_size: int, name: str | None = None) -> Data:
-    """Read a folder of images (class sub-folders give labels; a flat folder is one unlabelled class)."""
+def _existing_folder(path: str | Path) -> Path:
     root = Path(path)
     if not root.is_dir():
         raise DataError(
             f"image folder {root} does not exist: give a folder of images or of class sub-folders"
         )
+    return root
+
+
+def load_folder(path: str | Path, image_size: int, name: str | None = None) -> Data:
+    """Read a folder of images (class sub-folders give labels; a flat folder is one unlabelled class)."""
+    root = _existing_folder(path)
     paths, labels, class_names = _folder_samples(root)
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         images = list(pool.map(lambda p: _read_image(p, image_size), paths))
@@ -259,9 +284,37 @@ def load_dataset(
         key_lock = _key_locks.setdefault(key, threading.Lock())
     with key_lock:  # two threads asking for the same set share one load; other sets are not held up
         if key not in _cache:
-            loader = _folder_loader(name) if name.startswith("folder:") else DATASETS[name].loader
-            _cache[key] = loader(image_size, Path(data_dir), download)
+            if name.startswith("folder:"):
+                _cache[key] = _folder_loader(name)(image_size, Path(data_dir), download)
+            else:
+                with _no_new_empty_folders(Path(data_dir)):  # a failed download leaves nothing behind
+                    _cache[key] = DATASETS[name].loader(image_size, Path(data_dir), download)
         return _cache[key]
+
+
+def data_facts(name: str, data_dir: str | Path = "data") -> DataFacts:
+    """Size and labels of a registry data set or 'folder:PATH', without loading any image."""
+    dataset_kind(name)  # DataError for an unknown name
+    if name.startswith("folder:"):
+        root = _existing_folder(name.removeprefix("folder:"))
+        paths, labels, _ = _folder_samples(root)
+        return DataFacts(name, len(paths), labels is not None)
+    return DataFacts(name, DATASETS[name].size, DATASETS[name].labelled)
+
+
+@contextmanager
+def _no_new_empty_folders(root: Path) -> Iterator[None]:
+    """On failure, remove the empty folders created meanwhile under root (and root itself if it was new)."""
+    existed = root.is_dir()
+    before = {p for p in root.rglob("*") if p.is_dir()} if existed else set()
+    try:
+        yield
+    except BaseException:
+        created = [p for p in root.rglob("*") if p.is_dir() and p not in before] if root.is_dir() else []
+        for path in sorted(created, key=lambda p: len(p.parts), reverse=True) + ([] if existed else [root]):
+            with contextlib.suppress(OSError):  # not empty: something real was written there
+                path.rmdir()
+        raise
 
 
 def _folder_loader(name: str) -> Callable[[int, Path, bool], Data]:
@@ -274,17 +327,12 @@ TOY_STD = {"ring": 0.02, "grid": 0.05}
 TOYS = {name: (toy_centres(name), std) for name, std in TOY_STD.items()}
 
 DATASETS: dict[str, DatasetInfo] = {
-    "digits": DatasetInfo(
-        _load_digits, "image", True, "scikit-learn's 1,797 8x8 handwritten digits (offline)"
-    ),
-    "mnist": DatasetInfo(_load_mnist_like(MNIST, "mnist"), "image", True, "MNIST handwritten digits, 60,000"),
-    "fashion-mnist": DatasetInfo(
-        _load_mnist_like(FashionMNIST, "fashion-mnist"), "image", True, "Fashion-MNIST clothes, 60,000"
-    ),
-    "cifar10": DatasetInfo(_load_cifar10, "image", True, "CIFAR-10 colour photos, 50,000 in 10 classes"),
-    "flowers": DatasetInfo(
-        _load_flowers, "image", True, "TensorFlow flower_photos, 3,670 photos in 5 classes"
-    ),
-    "ring": DatasetInfo(_load_toy("ring"), "points", True, "8 Gaussians on a circle of radius 2, std 0.02"),
-    "grid": DatasetInfo(_load_toy("grid"), "points", True, "25 Gaussians on a 5x5 grid, std 0.05"),
-}
+    "digits": DatasetInfo(_load_digits, "image", True, 1797, "scikit-learn's 1,797 8x8 handwritten digits (offline)"),
+    "mnist": DatasetInfo(_load_mnist_like(MNIST, "mnist"), "image", True, 60_000, "MNIST handwritten digits, 60,000"),
+    "fashion-mnist": DatasetInfo(_load_mnist_like(FashionMNIST, "fashion-mnist"), "image", True, 60_000,
+                                 "Fashion-MNIST clothes, 60,000"),
+    "cifar10": DatasetInfo(_load_cifar10, "image", True, 50_000, "CIFAR-10 colour photos, 50,000 in 10 classes"),
+    "flowers": DatasetInfo(_load_flowers, "image", True, 3670, "TensorFlow flower_photos, 3,670 photos in 5 classes"),
+    "ring": DatasetInfo(_load_toy("ring"), "points", True, TOY_POINTS, "8 Gaussians on a circle of radius 2, std 0.02"),
+    "grid": DatasetInfo(_load_toy("grid"), "points", True, TOY_POINTS, "25 Gaussians on a 5x5 grid, std 0.05"),
+}  # fmt: skip

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import math
-import re
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +13,7 @@ import torch
 from PIL import Image, ImageDraw
 from torchvision.utils import make_grid
 
+from .config import ConfigError
 from .storage import atomic_write
 
 # ---- images
@@ -31,6 +31,18 @@ def grid_image(samples: torch.Tensor, nrow: int | None = None) -> np.ndarray:
     grid = make_grid(samples.detach().float().cpu().clamp(-1, 1), nrow=nrow, padding=2, normalize=True,
                      value_range=(-1, 1))  # fmt: skip
     return grid.mul(255).add(0.5).clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+
+
+def picture(
+    samples: torch.Tensor, nrow: int | None = None, real: np.ndarray | None = None,
+    field: np.ndarray | None = None, bounds: float = 3.0,
+) -> np.ndarray:  # fmt: skip
+    """Generator output as one uint8 (H, W, 3) picture: images as a grid (nrow a row), 2-D points as a
+    scatter over the real points (and D's field, when given). Every grid the project shows or saves is this."""
+    if samples.dim() == 2:
+        real = np.zeros((0, 2), np.float32) if real is None else np.asarray(real)
+        return points_image(real, samples.detach().float().cpu().numpy(), field, bounds)
+    return grid_image(samples, nrow)
 
 
 def png_bytes(image: np.ndarray) -> bytes:
@@ -82,21 +94,12 @@ def zip_bytes(samples: torch.Tensor | np.ndarray, progress: Callable[[float], No
     return buffer.getvalue()
 
 
-def sample_grids(run_dir: Path) -> list[tuple[int, Path]]:
-    """The run's saved grids as (iteration, path), in order."""
-    found = []
-    for path in (Path(run_dir) / "samples").glob("iter_*.png"):
-        match = re.fullmatch(r"iter_(\d+)\.png", path.name)
-        if match:
-            found.append((int(match.group(1)), path))
-    return sorted(found)
-
-
-def gif_bytes(run_dir: Path, max_frames: int = 300, frame_ms: int = 200) -> bytes:
-    """The run's grids as an animated GIF, each frame captioned with its iteration."""
-    grids = sample_grids(run_dir)
+def gif_bytes(grids: list[tuple[int, Path]], max_frames: int = 300, frame_ms: int = 200) -> bytes:
+    """A run's saved grids, (iteration, path) in order, as an animated GIF captioned with each iteration."""
     if not grids:
-        raise ValueError(f"{run_dir} has no sample grids yet")
+        raise ConfigError(
+            "the run has no sample grids yet: one is saved at iteration 1 and every sample_every"
+        )
     if len(grids) > max_frames:
         grids = [grids[round(i)] for i in np.linspace(0, len(grids) - 1, max_frames)]
     frames = [_captioned(Image.open(path).convert("RGB"), f"Iteration {it}") for it, path in grids]

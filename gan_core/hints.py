@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .folder import Status
+
 SUSTAINED = 0.8  # share of the window's rows that must show a pattern: a blip is not a failure mode
 FROZEN_STD = 1e-3
 
@@ -21,7 +23,7 @@ class Hint:
 
 
 def failure_hints(
-    history: dict[str, np.ndarray], status: str = "running", reason: str = "", window: int = 200
+    history: dict[str, np.ndarray], status: str = Status.RUNNING, reason: str = "", window: int = 200
 ) -> list[Hint]:
     """Hints for what the last `window` rows of a history show; [] for a healthy run.
 
@@ -46,7 +48,7 @@ def failure_hints(
 
 def _diverged(tail: dict, last: dict, status: str, reason: str) -> Hint | None:
     finite = np.isfinite(tail["loss_g"]) & np.isfinite(tail["loss_d"])
-    if status != "diverged" and finite.all():
+    if status != Status.DIVERGED and finite.all():
         return None
     if not reason and not finite.all():
         reason = f"a loss became NaN or infinite at iteration {tail['iteration'][~finite][0]:.0f}"
@@ -93,7 +95,7 @@ def _generator_wins(tail: dict, window: int) -> Hint | None:
 
 def _frozen(tail: dict, last: dict, status: str, window: int) -> Hint | None:
     score_g, score_d = tail["score_g"], tail["score_d"]
-    if status != "running" or len(score_g) < window:
+    if status != Status.RUNNING or len(score_g) < window:
         return None
     if not (np.std(score_g) < FROZEN_STD and np.std(score_d) < FROZEN_STD):  # NaN std: not frozen
         return None

@@ -19,7 +19,7 @@ from .data import TOYS, Data, load_dataset, to_model_range
 from .history import QUALITY_COLUMNS
 from .models import ARCHS
 from .sampling import Sampler, generate, latents
-from .storage import load_checkpoint, save_checkpoint
+from .storage import atomic_save, load_tensors
 
 __all__ = [
     "QUALITY_COLUMNS", "QualityMonitor", "evaluate_sampler", "image_evaluator", "inception_fid", "toy_metrics",
@@ -121,11 +121,11 @@ def load_or_train_classifier(
     with _locks.setdefault(path, threading.Lock()):  # two runs on one data set train it once
         model = Classifier(data.data_shape[0], data.data_shape[1], data.num_classes)
         if path.is_file():
-            state = load_checkpoint(path)
+            state = load_tensors(path)
             model.load_state_dict(state["model"])
             return model.to(device).eval(), float(state["accuracy"])
         model, acc = train_classifier(data, device, stop=stop)
-        save_checkpoint(path, {"model": model.state_dict(), "accuracy": acc})
+        atomic_save(path, {"model": model.state_dict(), "accuracy": acc})
         return model, acc
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .config import ConfigError, Knobs, RunConfig, check_choice
-from .data import DATASETS, Data, dataset_kind
+from .data import DATASETS, DataFacts, dataset_kind
 from .losses import LOSSES
 from .models import ARCHS
 
@@ -79,13 +79,17 @@ def check_compatible(config: RunConfig, knobs: Knobs) -> None:
         )
 
 
-def check_data(config: RunConfig, data: Data) -> None:
-    """Checks that need the loaded data: batch size against its size, labels for conditional models."""
-    if config.batch_size > len(data):
+def check_data(config: RunConfig, facts: DataFacts) -> None:
+    """Checks that need the data set's size and labels (Data.facts, or data_facts() before loading)."""
+    if facts.size == 0:
         raise ConfigError(
-            f"batch_size {config.batch_size} is larger than data set {config.dataset!r}: allowed [1, {len(data)}]"
+            f"data set {config.dataset!r} holds no images: add .png/.jpg files or class sub-folders"
         )
-    if ARCHS[config.arch].conditional and data.y is None:
+    if config.batch_size > facts.size:
+        raise ConfigError(
+            f"batch_size {config.batch_size} is larger than data set {config.dataset!r}: allowed [1, {facts.size}]"
+        )
+    if ARCHS[config.arch].conditional and not facts.labelled:
         raise ConfigError(
             f"arch {config.arch!r} is conditional; {config.dataset!r} has no labels (use class sub-folders)"
         )

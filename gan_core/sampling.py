@@ -5,11 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
-from . import storage
 from .config import ConfigError, RunConfig
+from .data import load_dataset
+from .export import picture
+from .folder import CheckpointError, RunFolder
 from .models import ARCHS, ModelSpec, build_models
 
 
@@ -34,18 +37,26 @@ class Sampler:
     def points(self) -> bool:
         return len(self.spec.data_shape) == 1
 
+    def picture(self, samples: torch.Tensor, nrow: int | None = None) -> np.ndarray:
+        """Samples drawn as training draws them (2-D: over the run's real points)."""
+        real = load_dataset(self.config.dataset).real_points().numpy() if self.points else None
+        return picture(samples, nrow, real=real, bounds=self.bounds or 3.0)
+
 
 def load_sampler(run_dir: str | Path, device: str | torch.device = "cpu") -> Sampler:
-    """The generator of a run's latest checkpoint (checkpoints/last.pt)."""
-    run_dir = Path(run_dir)
-    config, _ = storage.read_config(run_dir)
-    path = run_dir / "checkpoints" / "last.pt"
-    if not path.is_file():
-        raise ConfigError(f"{run_dir} has no checkpoint yet (checkpoints/last.pt)")
-    state = storage.load_checkpoint(path, device)
-    spec = ModelSpec(**{**state["spec"], "data_shape": tuple(state["spec"]["data_shape"])})
-    generator, _ = build_models(config.arch, spec)
-    generator.load_state_dict(state["trainer"]["generator"])
+    """The generator of a run's latest checkpoint; ConfigError (CheckpointError) says why it cannot be had."""
+    folder = RunFolder.open(run_dir)
+    config, _ = folder.read_config()
+    state = folder.load_checkpoint(device)
+    try:
+        spec = ModelSpec(**{**state["spec"], "data_shape": tuple(state["spec"]["data_shape"])})
+        generator, _ = build_models(config.arch, spec)
+        generator.load_state_dict(state["trainer"]["generator"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"{folder.name}'s checkpoint does not hold a {config.arch} generator ({first})"
+        ) from None
     generator.to(device).eval()
     labels = state["trainer"]["fixed_labels"]
     return Sampler(
@@ -57,6 +68,11 @@ def load_sampler(run_dir: str | Path, device: str | torch.device = "cpu") -> Sam
 
 def latents(sampler: Sampler, n: int, seed: int = 0, class_index: int | None = None):
     """n random latents (and labels) from a seed; conditional models cycle through the classes."""
+    if class_index is not None and not sampler.conditional:
+        raise ConfigError(
+            f"class {class_index}: only conditional runs draw a chosen class; this run's arch "
+            f"{sampler.config.arch!r} is unconditional"
+        )
     if class_index is not None and not 0 <= class_index < sampler.spec.num_classes:
         raise ConfigError(f"class {class_index} is out of range: allowed [0, {sampler.spec.num_classes - 1}]")
     gen = torch.Generator().manual_seed(seed)

@@ -1,4 +1,4 @@
-"""Run folders on disk: config.json, metrics.csv, events.jsonl, samples/, checkpoints/ — written atomically."""
+"""Files written whole or not at all, and the plain formats a run's tables use (CSV, JSON lines)."""
 
 from __future__ import annotations
 
@@ -6,17 +6,12 @@ import csv
 import io
 import json
 import os
-import re
-import shutil
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-
-from .config import ConfigError, Knobs, RunConfig, from_dict, to_json
 
 
 def runs_root(path: str | Path | None = None) -> Path:
@@ -24,69 +19,45 @@ def runs_root(path: str | Path | None = None) -> Path:
     return Path(path or os.environ.get("GAN_RUNS_DIR") or "runs")
 
 
-def new_run_dir(root: Path, name: str) -> Path:
-    """A fresh folder under root named after `name` (suffixed -2, -3 ... when taken)."""
-    name = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "run"
-    root.mkdir(parents=True, exist_ok=True)
-    for i in range(1, 10_000):
-        path = root / (name if i == 1 else f"{name}-{i}")
-        try:
-            path.mkdir()
-            return path
-        except FileExistsError:
-            continue
-    raise ConfigError(f"too many runs named {name!r} in {root}")
+def timestamp_name(*parts: str | None) -> str:
+    return "-".join([time.strftime("%Y%m%d-%H%M%S")] + [p for p in parts if p])
 
 
 # ---- atomic files
 
 
-def atomic_write(path: Path, data: bytes | str) -> None:
-    """Write a file via a temporary sibling and a rename, so readers never see half a file."""
+def _atomic(path: Path, write) -> None:
+    """Write through a temporary sibling and a rename, so readers never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data.encode() if isinstance(data, str) else data)
+            write(fh)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
-def save_checkpoint(path: Path, state: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def atomic_write(path: Path, data: bytes | str) -> None:
+    _atomic(Path(path), lambda fh: fh.write(data.encode() if isinstance(data, str) else data))
 
 
-def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
-    """A checkpoint's tensors and plain values only: never unpickles code."""
+def atomic_save(path: Path, state: dict) -> None:
+    """torch.save, atomically."""
+    _atomic(Path(path), lambda fh: torch.save(state, fh))
+
+
+def load_tensors(path: Path, device: torch.device | str = "cpu"):
+    """A file of tensors and plain values only: never unpickles code."""
     return torch.load(path, map_location=device, weights_only=True)
 
 
-# ---- config, metrics, events
+# ---- CSV tables of numbers
 
 
-def write_config(run_dir: Path, config: RunConfig, knobs: Knobs) -> None:
-    atomic_write(run_dir / "config.json", to_json(config, knobs))
-
-
-def read_config(run_dir: Path) -> tuple[RunConfig, Knobs]:
-    path = Path(run_dir) / "config.json"
-    if not path.is_file():
-        raise ConfigError(f"{run_dir} is not a run folder: it has no config.json")
-    return from_dict(json.loads(path.read_text()))
-
-
-def write_metrics(path: Path, columns, rows: np.ndarray, append: bool = True) -> None:
-    """Append rows to metrics.csv; with append=False (or a new file) rewrite it whole, atomically."""
+def write_table(path: Path, columns, rows: np.ndarray, append: bool = True) -> None:
+    """Append rows to a CSV file; with append=False (or a new file) rewrite it whole, atomically."""
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     if append and path.exists():
@@ -105,91 +76,59 @@ def _cell(value: float) -> str:
     return str(int(value)) if float(value).is_integer() and abs(value) < 2**53 else f"{value:.6g}"
 
 
-def read_metrics(path: Path) -> tuple[tuple[str, ...], np.ndarray]:
-    """metrics.csv as (columns, float32 array); empty cells are NaN."""
+def read_table(path: Path) -> tuple[tuple[str, ...], np.ndarray]:
+    """A CSV table as (columns, float32 array); empty cells are NaN. Rows that are not all numbers (a line
+    cut short by a crash, an edit by hand) are left out: one bad line never makes the table unreadable."""
     with open(path, newline="") as fh:
         reader = csv.reader(fh)
         columns = tuple(next(reader, ()))
-        rows = [[float(v) if v else np.nan for v in row] for row in reader if len(row) == len(columns)]
+        rows = [
+            values for row in reader if len(row) == len(columns) and (values := _numbers(row)) is not None
+        ]
     return columns, np.array(rows, np.float32).reshape(len(rows), len(columns))
 
 
-def append_event(run_dir: Path, event: dict) -> None:
-    with open(run_dir / "events.jsonl", "a") as fh:
-        fh.write(json.dumps(event) + "\n")
+def _numbers(row: list[str]) -> list[float] | None:
+    try:
+        return [float(v) if v else np.nan for v in row]
+    except ValueError:
+        return None
 
 
-def read_events(run_dir: Path) -> list[dict]:
-    path = Path(run_dir) / "events.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-# ---- listing
-
-
-@dataclass(frozen=True)
-class RunInfo:
-    path: Path
-    name: str
-    preset: str | None
-    arch: str
-    dataset: str
-    status: str
-    iteration: int
-    target: int
-    score_g: float
-    score_d: float
-    elapsed_s: float
-    created: float
-
-
-def run_info(run_dir: Path) -> RunInfo:
-    config, _ = read_config(run_dir)
-    events = read_events(run_dir)
-    status = next((e["status"] for e in reversed(events) if e.get("event") == "status"), "unknown")
-    last = _last_metrics(run_dir / "metrics.csv")
-    return RunInfo(
-        path=run_dir, name=run_dir.name, preset=config.preset, arch=config.arch, dataset=config.dataset,
-        status=status, iteration=int(last.get("iteration", 0)), target=config.iterations,
-        score_g=last.get("score_g", float("nan")), score_d=last.get("score_d", float("nan")),
-        elapsed_s=last.get("elapsed_s", 0.0),
-        created=events[0].get("time", 0.0) if events else (run_dir / "config.json").stat().st_mtime,
-    )  # fmt: skip
-
-
-def _last_metrics(path: Path) -> dict[str, float]:
+def last_row(path: Path) -> dict[str, float]:
+    """The last complete row of a CSV table, read from the file's end (cheap however long it is)."""
     if not path.exists():
         return {}
     with open(path, "rb") as fh:
         header = fh.readline().decode().strip().split(",")
         fh.seek(0, os.SEEK_END)
         fh.seek(max(0, fh.tell() - 4096))
-        lines = fh.read().decode().strip().splitlines()
-    last = lines[-1].split(",") if lines else []
-    if len(last) != len(header) or last == header:
-        return {}
-    return {k: float(v) if v else float("nan") for k, v in zip(header, last, strict=True)}
+        lines = fh.read().decode(errors="replace").strip().splitlines()
+    for line in reversed(lines):
+        values = _numbers(line.split(","))
+        if values is not None and len(values) == len(header):
+            return dict(zip(header, values, strict=True))
+    return {}
 
 
-def list_runs(root: str | Path | None = None) -> list[RunInfo]:
-    """Every run folder under the runs root, newest first (unreadable folders are skipped)."""
-    root = runs_root(root)
-    infos = []
-    for path in root.glob("*/config.json") if root.is_dir() else []:
+# ---- JSON lines
+
+
+def append_jsonl(path: Path, record: dict) -> None:
+    with open(path, "a") as fh:
+        fh.write(json.dumps(record) + "\n")
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """Every record of a JSON-lines file; a line that does not parse (cut short by a crash) is left out."""
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text(errors="replace").splitlines():
         try:
-            infos.append(run_info(path.parent))
-        except (OSError, ValueError, KeyError):
+            record = json.loads(line)
+        except ValueError:
             continue
-    return sorted(infos, key=lambda info: info.created, reverse=True)
-
-
-def delete_run(run_dir: Path) -> None:
-    if not (Path(run_dir) / "config.json").is_file():
-        raise ConfigError(f"{run_dir} is not a run folder")
-    shutil.rmtree(run_dir)
-
-
-def timestamp_name(*parts: str | None) -> str:
-    return "-".join([time.strftime("%Y%m%d-%H%M%S")] + [p for p in parts if p])
+        if isinstance(record, dict):
+            records.append(record)
+    return records

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from .augment import augment
-from .config import Knobs, RunConfig
+from .config import DEVICES, ConfigError, Knobs, RunConfig, check_choice
 from .data import Data, random_hflip, to_model_range
 from .losses import LOSSES, d_loss, g_loss, gradient_penalty
 from .models import ARCHS, ModelSpec, build_models
@@ -20,18 +22,35 @@ from .presets import clip_value
 DEVICE_METRICS = ("loss_d", "loss_g", "p_real", "p_fake", "out_real", "out_fake")
 
 
+class IterationResult(NamedTuple):
+    """What one iteration did. `metrics` stays on the device (no host sync): DEVICE_METRICS, in order."""
+
+    metrics: Tensor  # (6,)
+    d_updates: int
+    lr_g: float
+    lr_d: float
+
+
+def available_devices() -> tuple[str, ...]:
+    """The names of config.DEVICES that work on this machine."""
+    usable = {
+        "auto": True,
+        "cpu": True,
+        "cuda": torch.cuda.is_available(),
+        "mps": torch.backends.mps.is_available(),
+    }
+    return tuple(name for name in DEVICES if usable[name])
+
+
 def resolve_device(name: str = "auto") -> torch.device:
-    """'auto' picks CUDA, else Apple MPS, else the CPU."""
+    """'auto' picks CUDA, else Apple MPS, else the CPU; a device absent here is a ConfigError."""
+    check_choice("device", name, DEVICES)
+    if name not in available_devices():
+        raise ConfigError(f"device {name!r} is not available here: allowed {', '.join(available_devices())}")
     if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' is not available here: allowed auto, cpu")
-    if name == "mps" and not torch.backends.mps.is_available():
-        raise ValueError("device 'mps' is not available here: allowed auto, cpu")
+        return torch.device(
+            "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+        )
     return torch.device(name)
 
 
@@ -172,8 +191,10 @@ class Trainer:
             p.requires_grad_(True)
         return loss.detach()
 
-    def iteration(self, knobs: Knobs, iteration: int, interrupted: Callable[[], bool] | None = None):
-        """Train one iteration; returns (metrics row on the device, D updates done, (lr_g, lr_d))."""
+    def iteration(
+        self, knobs: Knobs, iteration: int, interrupted: Callable[[], bool] | None = None
+    ) -> IterationResult:
+        """Train one iteration (1-based); `interrupted()` true between D updates ends the D phase early."""
         lr_g, lr_d = self.learning_rates(knobs, iteration)
         for group in self.opt_g.param_groups:
             group["lr"] = lr_g
@@ -199,10 +220,10 @@ class Trainer:
                 fake = self.generator(z, fake_labels)
             loss_g = self._g_step(fake, fake_labels)
         prob = self.loss.prob
-        row = torch.stack(
+        metrics = torch.stack(
             [loss_d, loss_g, prob(real_out).mean(), prob(fake_out).mean(), real_out.mean(), fake_out.mean()]
         )
-        return row, n_d, (lr_g, lr_d)
+        return IterationResult(metrics, n_d, lr_g, lr_d)
 
     # ---- samples
 
@@ -237,6 +258,7 @@ class Trainer:
             "opt_g": self.opt_g.state_dict(),
             "opt_d": self.opt_d.state_dict(),
             "rng": self.rng.get_state(),
+            "rng_device": self.device.type,
             "perm": self.perm.cpu(),
             "pos": self.pos,
             "epoch": self.epoch,
@@ -244,17 +266,27 @@ class Trainer:
             "fixed_labels": self.fixed_labels.cpu() if self.fixed_labels is not None else None,
         }
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict) -> str | None:
+        """Continue from a state_dict; returns a note when the random stream could not be carried over."""
         self.generator.load_state_dict(state["generator"])
         self.discriminator.load_state_dict(state["discriminator"])
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
-        self.rng.set_state(state["rng"])
         self.perm = state["perm"].to(self.device)
         self.pos, self.epoch = int(state["pos"]), int(state["epoch"])
         self.fixed_z = state["fixed_z"].to(self.device)
         if state["fixed_labels"] is not None:
             self.fixed_labels = state["fixed_labels"].to(self.device)
+        if state.get("rng_device", self.device.type) == self.device.type:
+            # (an older checkpoint of another device: its state does not fit, as below)
+            with contextlib.suppress(RuntimeError):
+                self.rng.set_state(state["rng"])
+                return None
+        # A CPU and a CUDA generator keep different states: continue on a fresh stream, seeded reproducibly.
+        self.rng.manual_seed(self.config.seed + 1_000_003 * (self.epoch + 1) + self.pos)
+        return (
+            f"resumed on {self.device.type} from a {state.get('rng_device')} checkpoint: a new random stream"
+        )
 
     def release(self) -> None:
         """Drop the models, optimisers and data so their (GPU) memory can be freed."""

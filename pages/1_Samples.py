@@ -9,9 +9,9 @@ import streamlit as st
 from dashboard import pages_common as common
 from dashboard.pages_common import Download, draw_download, draw_png
 from dashboard.sidebar import page_setup
+from gan_core.folder import RunInfo, list_runs
 from gan_core.run import Run
 from gan_core.sampling import Sampler
-from gan_core.storage import RunInfo, list_runs
 
 MAX_GRID, MAX_FILE = 400, 10_000
 MAX_SEED = 2**31 - 1

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,9 +13,9 @@ from dashboard.pages_common import NO_RUNS, checkpoint_path, live_run
 from dashboard.registry import registry
 from dashboard.sidebar import STATUS_ICONS, page_setup
 from gan_core import ConfigError
+from gan_core.folder import RunFolder, RunInfo, Status, list_runs
 from gan_core.history import downsample
 from gan_core.run import format_elapsed
-from gan_core.storage import RunInfo, delete_run, list_runs, read_metrics
 
 MAX_POINTS = 2000
 REFRESH_SECONDS = 2.0
@@ -32,7 +31,7 @@ def status_of(info: RunInfo) -> str:
     """The status a run's log records, or the live one for a run training in this server."""
     run = live_run(info.path)
     status = run.status if run is not None else info.status
-    return f"{STATUS_ICONS.get(status, '')} {status}".strip()
+    return f"{STATUS_ICONS.get(status, '')} {status or 'unknown'}".strip()
 
 
 def runs_frame(infos: list[RunInfo]) -> pd.DataFrame:
@@ -55,18 +54,23 @@ def runs_frame(infos: list[RunInfo]) -> pd.DataFrame:
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def curves(metrics: str, stamp: int, columns: tuple[str, ...]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def curves(run_dir: str, stamp: int, columns: tuple[str, ...]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """(iteration, value) of each column, at most MAX_POINTS a curve; keyed by the file's mtime."""
-    names, table = read_metrics(Path(metrics))
+    names, table = RunFolder(run_dir).read_metrics()
+    if "iteration" not in names:
+        return {}
     x = table[:, names.index("iteration")]
     return {c: downsample(x, table[:, names.index(c)], MAX_POINTS) for c in columns if c in names}
 
 
 def run_curves(info: RunInfo, columns: tuple[str, ...]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    path = Path(info.path) / "metrics.csv"
-    if not path.is_file():
+    """The run's curves; none (and a warning) when its metrics cannot be read: one bad folder spoils no page."""
+    path = RunFolder(info.path).metrics_path
+    try:
+        return curves(str(info.path), path.stat().st_mtime_ns, columns) if path.is_file() else {}
+    except (OSError, ValueError) as exc:
+        st.warning(f"The metrics of {info.name} cannot be read: {str(exc).splitlines()[0]}")
         return {}
-    return curves(str(path), path.stat().st_mtime_ns, columns)
 
 
 def overlay_figure(infos: list[RunInfo], lines: dict[str, tuple[str, str]], y_title: str, y_range=None):
@@ -103,7 +107,7 @@ def _delete(by_name: dict[str, RunInfo]) -> None:
     info = by_name[st.session_state["delete_run"]]
     registry().forget(info.path)  # a live run stops (and saves) first
     try:
-        delete_run(info.path)
+        RunFolder(info.path).delete()
     except (ConfigError, OSError) as exc:
         st.session_state["runs_message"] = ("error", f"Cannot delete {info.name}: {exc}")
         return
@@ -153,18 +157,19 @@ def draw_overlays(infos: list[RunInfo]) -> None:
 
 def resume_ui(infos: list[RunInfo]) -> None:
     st.subheader("Resume")
-    stopped = [i for i in infos if live_run(i.path) is None and checkpoint_path(i.path).is_file()]
+    training = [i for i in infos if i.owner is not None]
+    if training:
+        st.caption("Training now, so not resumable: " + "; ".join(f"{i.name} ({i.owner})" for i in training))
+    stopped = [i for i in infos if i.owner is None and checkpoint_path(i.path).is_file()]
     if not stopped:
         st.caption("No stopped or finished run with a checkpoint.")
         return
     by_name = {info.name: info for info in stopped}
     info = by_name[st.selectbox("Run to resume", list(by_name), key="resume_run")]
-    if info.status in ("running", "paused"):
-        st.warning(
-            "Its log says it is still training (perhaps from the command line): resume it only once that ended."
-        )
+    if info.status is Status.INTERRUPTED:
+        st.info(f"{info.name} was interrupted ({info.reason}): it resumes from its last checkpoint.")
     done = max(info.iteration, 1)
-    default = max(info.target, done) + (info.target if info.status == "finished" else 0)
+    default = max(info.target, done) + (info.target if info.status is Status.FINISHED else 0)
     key = f"resume_iterations_{info.name}"  # one a run: choosing another run shows its own default
     st.number_input("New total iterations", done, 100_000_000, default, step=100, key=key)
     st.button("Resume", key="resume", on_click=_resume, args=(by_name,), type="primary")

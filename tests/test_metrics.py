@@ -7,8 +7,8 @@ import pytest
 import torch
 from conftest import tiny_points, wait_for
 
-from gan_core import storage
 from gan_core.data import TOYS, load_dataset, to_model_range
+from gan_core.folder import RunFolder
 from gan_core.hints import quality_hints
 from gan_core.metrics import ImageEvaluator, frechet_distance, gaussian, image_evaluator, toy_metrics
 from gan_core.presets import resolve
@@ -91,7 +91,7 @@ def test_a_run_records_quality_in_its_history_and_csv(runs_dir):
     quality = run.snapshot().quality
     assert quality["iteration"].tolist() == [2, 4, 6]
     assert set(np.unique(quality["modes"])) <= set(range(9)) and np.isfinite(quality["high_quality"]).all()
-    columns, rows = storage.read_metrics(run.run_dir / "metrics.csv")
+    columns, rows = RunFolder(run.run_dir).read_metrics()
     measured = rows[np.isfinite(rows[:, columns.index("modes")]), columns.index("iteration")]
     assert measured.tolist() == [2, 4, 6]
 

@@ -17,10 +17,10 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard.pages_common import NO_RUNS
 from dashboard.registry import registry
+from gan_core.folder import RunFolder, list_runs
 from gan_core.history import COLUMNS
 from gan_core.presets import resolve
 from gan_core.run import start_run
-from gan_core.storage import list_runs, read_metrics, write_metrics
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES, RUNS = str(ROOT / "pages" / "1_Samples.py"), str(ROOT / "pages" / "2_Runs.py")
@@ -239,7 +239,7 @@ def test_runs_table_lists_every_run_newest_first(runs):
 def test_runs_overlay_two_runs(runs):
     long = np.zeros((5000, len(COLUMNS)), np.float32)  # a long run's metrics: curves are cut to 2000 points
     long[:, COLUMNS.index("iteration")] = np.arange(1, 5001)
-    write_metrics(run_dir(runs, "points") / "metrics.csv", COLUMNS, long, append=False)
+    RunFolder(run_dir(runs, "points")).write_metrics(COLUMNS, long, append=False)
     at = page(RUNS)
     at.multiselect(key="overlay").set_value(["images", "points"]).run()
     scores, losses = (json.loads(chart.proto.spec) for chart in at.get("plotly_chart"))
@@ -249,7 +249,7 @@ def test_runs_overlay_two_runs(runs):
     assert scores["layout"]["yaxis"]["range"] == [0, 1]
     assert scores["layout"]["xaxis"]["title"]["text"] == "Iteration"
     assert scores["layout"]["yaxis"]["title"]["text"] == "Score"
-    _, table = read_metrics(run_dir(runs, "images") / "metrics.csv")
+    _, table = RunFolder(run_dir(runs, "images")).read_metrics()
     assert plotted(scores["data"][0]["y"]) == pytest.approx(table[:, 3])  # score_g, every iteration
     assert len(plotted(scores["data"][2]["x"])) == 2000 and plotted(scores["data"][2]["x"])[-1] == 5000
     assert len(losses["data"]) == 4
@@ -286,6 +286,6 @@ def test_runs_resume_continues_a_finished_run(runs):
     assert "Train" in at.info[0].value
     run = registry().runs[run_dir(runs, "images")]
     assert run.wait(60) and run.status == "finished"
-    columns, table = read_metrics(run.run_dir / "metrics.csv")
+    columns, table = RunFolder(run.run_dir).read_metrics()
     assert table[-1, columns.index("iteration")] == 6
     assert [info.iteration for info in list_runs() if info.name == "images"] == [6]

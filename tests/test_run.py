@@ -8,8 +8,8 @@ import pytest
 import torch
 from conftest import tiny_images, tiny_points, wait_for
 
-from gan_core import storage
 from gan_core.config import ConfigError
+from gan_core.folder import RunFolder, run_info
 from gan_core.history import History, downsample
 from gan_core.losses import LOSSES
 from gan_core.models import ARCHS
@@ -34,7 +34,7 @@ def test_every_architecture_and_loss_trains(arch, loss):
                             flip_prob=0.3, d_iters=2)  # fmt: skip
     data = tiny_images(ARCHS[arch].image_size, channels=3 if arch == "dcgan64" else 1)
     trainer = Trainer(config, knobs, data, torch.device("cpu"))
-    rows = torch.stack([trainer.iteration(knobs, it)[0] for it in (1, 2)])
+    rows = torch.stack([trainer.iteration(knobs, it).metrics for it in (1, 2)])
     loss_d, loss_g, p_real, p_fake = rows[:, :4].T
     assert torch.isfinite(rows).all()
     assert ((p_real >= 0) & (p_real <= 1) & (p_fake >= 0) & (p_fake <= 1)).all()
@@ -65,8 +65,8 @@ def test_incompatible_pairs_exist_and_are_refused():
 def test_2d_points_train_with_the_mlp():
     config, knobs = resolve("ring", batch_size=32, device="cpu")
     trainer = Trainer(config, knobs, tiny_points(), torch.device("cpu"))
-    row, n_d, _ = trainer.iteration(knobs, 1)
-    assert torch.isfinite(row).all() and n_d == 1
+    done = trainer.iteration(knobs, 1)
+    assert torch.isfinite(done.metrics).all() and done.d_updates == 1
     assert trainer.sample_fixed().shape == (512, 2)
     field = trainer.decision_field(3.0, size=16)
     assert field.shape == (16, 16) and 0 <= field.min() <= field.max() <= 1
@@ -79,8 +79,7 @@ def test_packed_discriminator_judges_pack_samples_at_once(arch, data):
     trainer = Trainer(config, knobs, data(), torch.device("cpu"))
     seen = []
     trainer.discriminator.register_forward_hook(lambda module, args, out: seen.append(tuple(args[0].shape)))
-    row, _, _ = trainer.iteration(knobs, 1)
-    assert torch.isfinite(row).all()
+    assert torch.isfinite(trainer.iteration(knobs, 1).metrics).all()
     channels = 2 if arch == "mlp" else 1
     assert seen and all(shape[:2] == (4, 3 * channels) for shape in seen)  # 12 samples as 4 packs of 3
     if arch == "mlp":
@@ -131,9 +130,9 @@ def test_stop_ends_the_thread_within_a_second_and_saves(runs_dir):
     assert run.wait(timeout=1.0), "the training thread was still alive a second after stop()"
     assert time.monotonic() - began < 1.0
     assert run.status == "stopped" and str(run.iteration) in run.reason
-    state = storage.load_checkpoint(run.run_dir / "checkpoints" / "last.pt")
+    state = RunFolder(run.run_dir).load_checkpoint()
     assert state["iteration"] == run.iteration
-    assert run._trainer is None  # models released
+    assert run._loop.trainer.generator is None  # models released
 
 
 def test_resume_continues_the_count_and_the_curves(runs_dir):
@@ -143,9 +142,9 @@ def test_resume_continues_the_count_and_the_curves(runs_dir):
     assert first.wait(30) and first.status == "finished"
     resumed = resume_run(first.run_dir, iterations=12)
     assert resumed.wait(30) and resumed.status == "finished", resumed.reason
-    columns, rows = storage.read_metrics(resumed.run_dir / "metrics.csv")
+    columns, rows = RunFolder(resumed.run_dir).read_metrics()
     assert rows[:, columns.index("iteration")].tolist() == list(range(1, 13))
-    _, reference = storage.read_metrics(straight.run_dir / "metrics.csv")
+    _, reference = RunFolder(straight.run_dir).read_metrics()
     loss_d = columns.index("loss_d")
     np.testing.assert_allclose(rows[:, loss_d], reference[:, loss_d], rtol=1e-5)  # same seed, same curve
     assert len(resumed.history) == 12
@@ -167,13 +166,13 @@ def test_nan_loss_ends_the_run_as_diverged_and_keeps_the_last_good_checkpoint(ru
         assert wait_for(lambda: run.iteration >= 4)
         run.pause()
         assert wait_for(lambda: run.status == "paused")
-        good = storage.load_checkpoint(run.run_dir / "checkpoints" / "last.pt")["iteration"]
+        good = RunFolder(run.run_dir).load_checkpoint()["iteration"]
         data.x[:] = float("nan")  # the data on the device is this very tensor (CPU)
         run.step(5)
         assert run.wait(10)
         assert run.status == "diverged" and "NaN" in run.reason.replace("nan", "NaN")
         assert f"checkpoint (iteration {good})" in run.reason
-        assert storage.load_checkpoint(run.run_dir / "checkpoints" / "last.pt")["iteration"] == good
+        assert RunFolder(run.run_dir).load_checkpoint()["iteration"] == good
     finally:
         run.stop()
 
@@ -186,7 +185,7 @@ def test_an_exception_fails_the_run_with_its_reason(runs_dir, monkeypatch):
     run = start(runs_dir)
     assert run.wait(10)
     assert run.status == "failed" and "RuntimeError: out of memory (simulated)" in run.reason
-    events = storage.read_events(run.run_dir)
+    events = RunFolder(run.run_dir).read_events()
     assert any(e["event"] == "traceback" and "simulated" in e["text"] for e in events)
 
 
@@ -243,7 +242,7 @@ def test_checkpoint_now_saves_the_current_weights_even_when_paused(runs_dir):
         run.pause()
         assert wait_for(lambda: run.status == "paused")
         assert run.checkpoint_now(timeout=10)
-        state = storage.load_checkpoint(run.run_dir / "checkpoints" / "last.pt")
+        state = RunFolder(run.run_dir).load_checkpoint()
         assert state["iteration"] == run.iteration and run.status == "paused"
     finally:
         run.stop()
@@ -263,8 +262,8 @@ def test_interpreter_exit_stops_and_saves_a_live_run(tmp_path):
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
                           cwd=Path(__file__).resolve().parents[1])  # fmt: skip
     assert proc.returncode == 0 and "terminate" not in proc.stderr, proc.stderr
-    assert storage.load_checkpoint(tmp_path / "live" / "checkpoints" / "last.pt")["iteration"] >= 5
-    assert storage.run_info(tmp_path / "live").status == "stopped"
+    assert RunFolder(tmp_path / "live").load_checkpoint()["iteration"] >= 5
+    assert run_info(RunFolder(tmp_path / "live")).status == "stopped"
 
 
 @pytest.mark.parametrize(

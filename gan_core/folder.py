@@ -1,0 +1,409 @@
+"""A run folder: its layout and file formats, its checkpoints (last and previous) and its one-writer lock.
+
+    RUN/config.json        RunConfig and the starting knobs
+    RUN/metrics.csv        one row an iteration
+    RUN/events.jsonl       start, resume, knob changes, status changes
+    RUN/samples/iter_0000100.png
+    RUN/checkpoints/last.pt, previous.pt
+    RUN/lock               held by the process that trains into the folder (its pid and host inside)
+
+Nothing else in the project spells a path inside a run folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import time
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from . import storage
+from .config import ConfigError, Knobs, RunConfig, from_dict, to_json
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
+    import msvcrt
+
+CONFIG, METRICS, EVENTS, LOCK = "config.json", "metrics.csv", "events.jsonl", "lock"
+SAMPLES, CHECKPOINTS, LAST, PREVIOUS = "samples", "checkpoints", "last.pt", "previous.pt"
+GRID_NAME = re.compile(r"iter_(\d+)\.png")
+MAX_NAME = 100  # characters of a run folder's name
+# Version 1: the layout before checkpoints carried a version (read as version 1). Version 2 adds the field.
+CHECKPOINT_FORMAT = 2
+CHECKPOINT_KEYS = ("trainer", "iteration", "config", "knobs", "spec")
+
+
+class Status(str, Enum):
+    """A run's state, as events.jsonl records it."""
+
+    RUNNING = "running"
+    PAUSED = "paused"
+    FINISHED = "finished"  # reached its iterations
+    STOPPED = "stopped"  # stopped by hand; a checkpoint of where it stood is kept
+    FAILED = "failed"  # an exception ended it; the last good checkpoint is kept
+    DIVERGED = "diverged"  # a loss became NaN or infinite; the last good checkpoint is kept
+    INTERRUPTED = "interrupted"  # its log says it trains, but no process holds its folder: killed or crashed
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def active(self) -> bool:
+        return self in (Status.RUNNING, Status.PAUSED)
+
+
+class CheckpointError(ConfigError):
+    """A checkpoint that cannot be used: missing, truncated, foreign or of an unknown format."""
+
+
+class RunLocked(ConfigError):
+    """The folder is being trained by a live process."""
+
+
+class Owner(NamedTuple):
+    """Who holds a run folder's lock."""
+
+    pid: int | None
+    host: str
+    started: float
+
+    def __str__(self) -> str:
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.started)) if self.started else "?"
+        return f"process {self.pid or '?'} on {self.host or '?'} (since {since})"
+
+
+# ---- the lock primitives: an OS lock on the file, released by the OS when its process dies
+
+
+def _try_lock(fd: int, exclusive: bool = True) -> bool:
+    try:
+        if fcntl is not None:
+            fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+        else:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        return True
+    except OSError:
+        return False
+
+
+def _unlock(fd: int) -> None:
+    if fcntl is not None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    else:
+        os.lseek(fd, 0, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+
+
+def _read_owner(fd: int) -> Owner | None:
+    os.lseek(fd, 0, os.SEEK_SET)
+    text = os.read(fd, 4096).decode(errors="replace")
+    try:
+        data = json.loads(text)
+        return Owner(int(data["pid"]), str(data["host"]), float(data["started"]))
+    except (ValueError, KeyError, TypeError):
+        return Owner(None, "", 0.0) if text.strip() else None
+
+
+class FolderLock:
+    """Held while a process trains into a folder; `stale` names a dead holder it took over from."""
+
+    def __init__(self, fd: int, stale: Owner | None):
+        self._fd, self.stale = fd, stale
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        os.ftruncate(fd, 0)  # empty: released cleanly (a dead holder leaves its name behind)
+        _unlock(fd)
+        os.close(fd)
+
+
+# ---- the folder
+
+
+class RunFolder:
+    """The files of one run. Create it with `create` (a new run) or `open` (an existing one)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunFolder({str(self.path)!r})"
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @staticmethod
+    def check_new(root: str | Path, name: str) -> None:
+        """Refuse a name or runs folder that `create` could not use, before anything else is done."""
+        if not 1 <= len(name) <= MAX_NAME:
+            raise ConfigError(f"name is {len(name)} characters long: allowed 1 to {MAX_NAME}")
+        root = Path(root)
+        for path in (root, *root.parents):
+            if path.exists():
+                if not path.is_dir():
+                    raise ConfigError(f"runs folder {root}: {path} is a file, not a folder (--runs-dir)")
+                break
+
+    @classmethod
+    def create(cls, root: str | Path, name: str) -> RunFolder:
+        """A fresh folder under root named after `name` (suffixed -2, -3 ... when taken)."""
+        cls.check_new(root, name)
+        root = Path(root)
+        name = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "run"
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            for i in range(1, 10_000):
+                path = root / (name if i == 1 else f"{name}-{i}")
+                try:
+                    path.mkdir()
+                    return cls(path)
+                except FileExistsError:
+                    continue
+        except OSError as exc:
+            raise ConfigError(f"cannot create a run folder in {root}: {exc.strerror or exc}") from None
+        raise ConfigError(f"too many runs named {name!r} in {root}")
+
+    @classmethod
+    def open(cls, path: str | Path) -> RunFolder:
+        folder = cls(path)
+        if not (folder.path / CONFIG).is_file():
+            raise ConfigError(f"{path} is not a run folder: it has no {CONFIG}")
+        return folder
+
+    # ---- config
+
+    def write_config(self, config: RunConfig, knobs: Knobs) -> None:
+        storage.atomic_write(self.path / CONFIG, to_json(config, knobs))
+
+    def read_config(self) -> tuple[RunConfig, Knobs]:
+        path = self.path / CONFIG
+        if not path.is_file():
+            raise ConfigError(f"{self.path} is not a run folder: it has no {CONFIG}")
+        try:
+            return from_dict(json.loads(path.read_text()))
+        except ValueError as exc:  # bad JSON, or a value out of range (ConfigError is a ValueError)
+            raise ConfigError(f"{path} is invalid: {str(exc).splitlines()[0]}") from None
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ConfigError(f"{path} is invalid: missing or malformed {exc}") from None
+
+    # ---- metrics and events
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / METRICS
+
+    def write_metrics(self, columns, rows: np.ndarray, append: bool = True) -> None:
+        storage.write_table(self.metrics_path, columns, rows, append)
+
+    def read_metrics(self) -> tuple[tuple[str, ...], np.ndarray]:
+        """(columns, rows) of metrics.csv; none when it does not exist yet."""
+        if not self.metrics_path.exists():
+            return (), np.zeros((0, 0), np.float32)
+        return storage.read_table(self.metrics_path)
+
+    def last_metrics(self) -> dict[str, float]:
+        return storage.last_row(self.metrics_path)
+
+    def append_event(self, event: dict) -> None:
+        storage.append_jsonl(self.path / EVENTS, event)
+
+    def log(self, kind: str, iteration: int, **fields) -> dict:
+        """Append an event (`kind`, the iteration it concerns, the time, any fields); returns it."""
+        event = {"event": kind, "iteration": iteration, "time": time.time(), **fields}
+        self.append_event(event)
+        return event
+
+    def read_events(self) -> list[dict]:
+        return storage.read_jsonl(self.path / EVENTS)
+
+    # ---- sample grids
+
+    def grid_path(self, iteration: int) -> Path:
+        return self.path / SAMPLES / f"iter_{iteration:07d}.png"
+
+    def grids(self) -> list[tuple[int, Path]]:
+        """The saved grids as (iteration, path), in order."""
+        found = [(int(m.group(1)), p) for p in (self.path / SAMPLES).glob("iter_*.png")
+                 if (m := GRID_NAME.fullmatch(p.name))]  # fmt: skip
+        return sorted(found)
+
+    # ---- checkpoints
+
+    @property
+    def checkpoint(self) -> Path:
+        """The latest checkpoint's path (it may not exist yet)."""
+        return self.path / CHECKPOINTS / LAST
+
+    @property
+    def previous_checkpoint(self) -> Path:
+        return self.path / CHECKPOINTS / PREVIOUS
+
+    def has_checkpoint(self) -> bool:
+        return self.checkpoint.is_file()
+
+    def save_checkpoint(self, state: dict) -> None:
+        """Write last.pt atomically; the one it replaces becomes previous.pt (also complete at every moment)."""
+        last, previous = self.checkpoint, self.previous_checkpoint
+        if last.is_file():
+            link = previous.with_name(f".{PREVIOUS}.link")
+            try:
+                link.unlink(missing_ok=True)
+                os.link(last, link)
+                os.replace(link, previous)
+            except OSError:  # no hard links on this file system: for a moment only previous.pt exists
+                os.replace(last, previous)
+        storage.atomic_save(last, {**state, "format": CHECKPOINT_FORMAT})
+
+    def load_checkpoint(self, device: torch.device | str = "cpu", path: Path | None = None) -> dict:
+        """A checkpoint's contents (last.pt by default), checked; CheckpointError names the file and the problem."""
+        path = path or self.checkpoint
+        shown = f"{self.name}/{path.relative_to(self.path)}" if path.is_relative_to(self.path) else str(path)
+        if not path.is_file():
+            raise CheckpointError(f"{shown} does not exist: the run has no checkpoint yet")
+        if path.stat().st_size == 0:
+            raise CheckpointError(f"{shown} is empty: not a checkpoint")
+        try:
+            state = storage.load_tensors(path, device)
+        except Exception as exc:  # torch raises RuntimeError, EOFError, UnpicklingError ... by the damage
+            if "Weights only load failed" in str(exc):
+                raise CheckpointError(f"{shown} holds Python objects, not only tensors: refused unread "
+                                      "(checkpoints load with weights_only=True)") from None  # fmt: skip
+            first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+            raise CheckpointError(f"{shown} is truncated or not a checkpoint ({first})") from None
+        return _checked(state, shown)
+
+    def load_for_resume(self, device: torch.device | str = "cpu") -> tuple[dict, str | None]:
+        """The last checkpoint, or the previous one when the last is damaged: (state, a note saying so)."""
+        try:
+            return self.load_checkpoint(device), None
+        except CheckpointError as damaged:
+            if not self.previous_checkpoint.is_file():
+                raise
+            try:
+                state = self.load_checkpoint(device, self.previous_checkpoint)
+            except CheckpointError:
+                raise damaged from None
+            return state, f"{damaged}; resuming from the previous checkpoint (iteration {state['iteration']})"
+
+    # ---- status, ownership
+
+    def logged_status(self) -> tuple[Status | None, str]:
+        """The last status events.jsonl records, with its reason."""
+        for event in reversed(self.read_events()):
+            if event.get("event") == "status" and event.get("status") in Status._value2member_map_:
+                return Status(event["status"]), str(event.get("reason", ""))
+        return None, ""
+
+    def owner(self) -> Owner | None:
+        """The live process training into this folder, if any (reads only; takes nothing)."""
+        try:
+            fd = os.open(self.path / LOCK, os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            if _try_lock(fd, exclusive=False):
+                _unlock(fd)
+                return None
+            return _read_owner(fd) or Owner(None, "", 0.0)
+        finally:
+            os.close(fd)
+
+    def lock(self) -> FolderLock:
+        """Become the folder's one writer; RunLocked (naming the holder) when a live process trains into it."""
+        fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        if not _try_lock(fd):
+            holder = _read_owner(fd) or Owner(None, "", 0.0)
+            os.close(fd)
+            raise RunLocked(f"run {self.name} is training in {holder}: one process trains into a folder at a "
+                            "time; stop that one first")  # fmt: skip
+        stale = _read_owner(fd)
+        os.ftruncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(
+            fd,
+            json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}).encode(),
+        )
+        return FolderLock(fd, stale)
+
+    def delete(self) -> None:
+        owner = self.owner()
+        if owner is not None:
+            raise RunLocked(f"run {self.name} is training in {owner}: stop it before deleting it")
+        shutil.rmtree(self.path)
+
+
+def _checked(state, shown: str) -> dict:
+    if not isinstance(state, dict) or any(key not in state for key in CHECKPOINT_KEYS):
+        raise CheckpointError(f"{shown} is not a gan_core checkpoint (it lacks {', '.join(CHECKPOINT_KEYS)})")
+    version = state.get("format", 1)
+    if not isinstance(version, int) or not 1 <= version <= CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{shown} has checkpoint format {version!r}: this version reads formats 1 to "
+                              f"{CHECKPOINT_FORMAT} (a newer gan_core wrote it?)")  # fmt: skip
+    return state
+
+
+# ---- listing
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """A run as its folder tells it, for tables and choosers."""
+
+    path: Path
+    name: str
+    preset: str | None
+    arch: str
+    dataset: str
+    status: Status | None
+    reason: str
+    iteration: int
+    target: int
+    score_g: float
+    score_d: float
+    elapsed_s: float
+    created: float
+    owner: Owner | None
+
+
+def run_info(folder: RunFolder) -> RunInfo:
+    config, _ = folder.read_config()
+    events = folder.read_events()
+    status, reason = folder.logged_status()
+    owner = folder.owner()
+    if status is not None and status.active and owner is None:
+        status, reason = Status.INTERRUPTED, f"its process ended while it was {status}: killed or crashed"
+    last = folder.last_metrics()
+    return RunInfo(
+        path=folder.path, name=folder.name, preset=config.preset, arch=config.arch, dataset=config.dataset,
+        status=status, reason=reason, iteration=int(last.get("iteration", 0)), target=config.iterations,
+        score_g=last.get("score_g", float("nan")), score_d=last.get("score_d", float("nan")),
+        elapsed_s=last.get("elapsed_s", 0.0),
+        created=events[0].get("time", 0.0) if events else (folder.path / CONFIG).stat().st_mtime,
+        owner=owner,
+    )  # fmt: skip
+
+
+def list_runs(root: str | Path | None = None) -> list[RunInfo]:
+    """Every run folder under the runs root, newest first (a folder that cannot be read is left out)."""
+    root = storage.runs_root(root)
+    infos = []
+    for path in root.glob(f"*/{CONFIG}") if root.is_dir() else []:
+        try:
+            infos.append(run_info(RunFolder(path.parent)))
+        except (OSError, ValueError, KeyError):
+            continue
+    return sorted(infos, key=lambda info: info.created, reverse=True)

@@ -1,0 +1,324 @@
+"""One synchronous training loop: `step()` trains an iteration and says what it did; metrics, grids, checkpoints
+and sample quality hang on it as hooks. It knows nothing of threads or processes: a driver calls it (the CLI
+from its main thread, the app from one background thread)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .config import Knobs
+from .export import picture, save_png
+from .folder import Status
+from .losses import LOSSES
+from .metrics import QualityMonitor
+from .models import ARCHS
+from .plan import RunPlan
+from .recorder import Recorder
+from .trainer import Trainer, points_bounds, resolve_device
+
+CHECKPOINT_SECONDS = 120  # a slow run also checkpoints at least this often
+# torch's own default (the physical cores), read at import, before anyone sets it
+DEFAULT_THREADS = torch.get_num_threads()
+
+
+class StepResult(NamedTuple):
+    """What one `step()` did. `metrics` stays on the device: loss_d, loss_g, p_real, p_fake, out_real, out_fake."""
+
+    iteration: int
+    epoch: int
+    d_updates: int
+    lr_g: float
+    lr_d: float
+    metrics: Tensor
+
+
+class Grid(NamedTuple):
+    """The latest picture of the fixed latents; for 2-D data also its parts, for an interactive chart."""
+
+    image: np.ndarray  # uint8 (H, W, 3)
+    iteration: int
+    points: dict | None  # real, fake (n, 2), field (s, s) of D's probability, bounds
+
+
+class Diverged(Exception):
+    """A loss became NaN or infinite; the message says which, when, and what checkpoint is kept."""
+
+
+class Hook:
+    """Something done after each step and when the loop closes; subclasses override what they need."""
+
+    def after_step(self, loop: TrainingLoop, step: StepResult) -> None:
+        pass
+
+    def close(self, loop: TrainingLoop) -> None:
+        pass
+
+
+class TrainingLoop:
+    """Trains the run a plan describes, one `step()` at a time; `close()` ends it, saved, with its status."""
+
+    def __init__(self, plan: RunPlan, hooks: tuple[Hook, ...] = ()):
+        self.plan, self.folder, self.config, self.data = plan, plan.folder, plan.config, plan.data
+        self.knobs = plan.knobs
+        self.iteration = plan.start_iteration
+        self.events: tuple[dict, ...] = ()  # knob changes, as logged (the curves mark them)
+        self.grid: Grid | None = None
+        self.bounds = points_bounds(self.data) if self.data.points else None  # 2-D: the picture's half-width
+        self.last_saved: int | None = None  # iteration of the last checkpoint written from finite metrics
+        self._state = (Status.RUNNING, "starting")
+        try:
+            self.device = resolve_device(self.config.device)
+            # set in the thread that steps the loop: torch keeps its thread count per thread
+            if self.device.type == "cpu":
+                torch.set_num_threads(self.config.threads or DEFAULT_THREADS)
+            self.trainer = Trainer(self.config, self.knobs, self.data, self.device)
+            self.recorder = Recorder(self.folder, self.config.batch_size, LOSSES[self.config.loss].critic)
+            if plan.checkpoint is not None:
+                self._restore(plan.checkpoint)
+            self.quality = QualityHook(self)
+        except BaseException as exc:  # the run ends before its first step, with the reason logged
+            self._fail(exc)
+            plan.lock.release()
+            raise
+        self.hooks = (self.quality, MetricsHook(), GridHook(), CheckpointHook(), *hooks)
+        self._saved_at = time.monotonic()
+        self.recorder.start_clock()
+        self._set_status(Status.RUNNING, "")
+        if self.iteration:  # resumed: show where it stands before the next grid is due
+            self.sample()
+
+    def _restore(self, checkpoint: dict) -> None:
+        note = self.trainer.load_state_dict(checkpoint["trainer"])
+        if note:
+            self.folder.log("note", self.iteration, text=note)
+        self.recorder.restore(self.iteration)
+        self.events = tuple(e for e in self.folder.read_events() if e.get("event") == "knobs")
+        self.last_saved = self.iteration
+
+    # ---- state
+
+    @property
+    def status(self) -> Status:
+        return self._state[0]
+
+    @property
+    def reason(self) -> str:
+        return self._state[1]
+
+    @property
+    def state(self) -> tuple[Status, str]:
+        """(status, reason), read together."""
+        return self._state
+
+    @property
+    def done(self) -> bool:
+        return self.iteration >= self.config.iterations
+
+    @property
+    def epoch(self) -> int:
+        return self.trainer.epoch
+
+    def _set_status(self, status: Status, reason: str) -> None:
+        if (status, reason) != self._state:
+            self._state = (status, reason)
+            self.folder.log("status", self.iteration, status=status.value, reason=reason)
+
+    # ---- training
+
+    def step(self, interrupted: Callable[[], bool] | None = None) -> StepResult:
+        """Train one iteration with the knobs in force. Raises Diverged when a recorded loss is not finite."""
+        done = self.trainer.iteration(self.knobs, self.iteration + 1, interrupted)
+        self.iteration += 1
+        step = StepResult(
+            self.iteration, self.trainer.epoch, done.d_updates, done.lr_g, done.lr_d, done.metrics
+        )
+        for hook in self.hooks:
+            hook.after_step(self, step)
+        return step
+
+    def set_knobs(self, knobs: Knobs) -> None:
+        """New knobs from the next iteration on, logged with the iteration that first uses them."""
+        changes = {k: v for k, v in asdict(knobs).items() if getattr(self.knobs, k) != v}
+        if changes:
+            self.events += (self.folder.log("knobs", self.iteration + 1, changes=changes),)
+        self.knobs = knobs
+
+    def pause(self) -> None:
+        self.flush()
+        self._set_status(Status.PAUSED, f"paused at iteration {self.iteration}")
+
+    def unpause(self) -> None:
+        self._set_status(Status.RUNNING, "")
+
+    def skip_time(self, seconds: float) -> None:
+        """Leave time spent waiting (paused) out of the elapsed time and the rates."""
+        self.recorder.skip_time(seconds)
+
+    # ---- metrics, samples, checkpoints
+
+    def flush(self) -> None:
+        """Record the pending metrics (one device sync); Diverged if a loss among them is not finite."""
+        bad = self.recorder.flush()
+        if bad is None:
+            return
+        kept = (f"the last good checkpoint (iteration {self.last_saved}) is kept" if self.last_saved is not None
+                else "no checkpoint had been written yet")  # fmt: skip
+        raise Diverged(
+            f"{bad.loss} became {bad.value} at iteration {bad.iteration}; {kept} — try a lower learning rate"
+        )
+
+    def sample(self) -> Grid:
+        """Draw the fixed latents now: publish the picture and save it as samples/iter_N.png."""
+        samples = self.trainer.sample_fixed()
+        points = None
+        if self.data.points:
+            bounds, real = self.bounds, self.data.real_points().numpy()
+            field = self.trainer.decision_field(bounds).numpy()
+            points = {"real": real, "fake": samples.numpy(), "field": field, "bounds": bounds,
+                      "iteration": self.iteration}  # fmt: skip
+            image = picture(samples, real=real, field=field, bounds=bounds)
+        else:
+            image = picture(samples, 10 if ARCHS[self.config.arch].conditional else None)
+        save_png(image, self.folder.grid_path(self.iteration))
+        self.grid = Grid(image, self.iteration, points)
+        return self.grid
+
+    def save(self) -> None:
+        """Checkpoint now, atomically, once the metrics up to now are known to be finite."""
+        self.flush()
+        self.folder.save_checkpoint({
+            "trainer": self.trainer.state_dict(), "iteration": self.iteration, "epoch": self.trainer.epoch,
+            "elapsed_s": float(self.recorder.history.last().get("elapsed_s", 0.0)), "knobs": asdict(self.knobs),
+            "config": asdict(self.config), "spec": asdict(self.trainer.spec),
+            "bounds": self.bounds,
+        })  # fmt: skip
+        self.last_saved, self._saved_at = self.iteration, time.monotonic()
+
+    def seconds_since_save(self) -> float:
+        return time.monotonic() - self._saved_at
+
+    # ---- the end
+
+    def close(self, error: BaseException | None = None) -> Status:
+        """End the run and say why: saved and finished or stopped (no error), or failed, diverged, interrupted at
+        once (a second Ctrl-C) with the last good checkpoint kept. Releases the networks and the folder."""
+        try:
+            self._end(error)
+        except Diverged as exc:
+            self._set_status(Status.DIVERGED, str(exc))
+        except Exception as exc:  # saving failed (a full disk ...): say so
+            self._fail(exc)
+        finally:
+            for hook in self.hooks:
+                hook.close(self)
+            self.trainer.release()
+            self.plan.lock.release()
+        return self.status
+
+    def _end(self, error: BaseException | None) -> None:
+        if isinstance(error, KeyboardInterrupt):  # mid-iteration: the networks may be half a step ahead
+            with contextlib.suppress(Diverged):
+                self.flush()
+            kept = (
+                f"checkpoint of iteration {self.last_saved} kept"
+                if self.last_saved is not None
+                else "no checkpoint"
+            )
+            self._set_status(Status.STOPPED, f"interrupted at once at iteration {self.iteration} ({kept})")
+        elif error is not None:
+            raise error
+        else:
+            self.save()
+            if self.grid is None or self.grid.iteration != self.iteration:
+                self.sample()
+            if self.done:
+                self._set_status(Status.FINISHED, f"reached {self.config.iterations} iterations")
+            else:
+                self._set_status(Status.STOPPED, f"stopped at iteration {self.iteration}")
+
+    def _fail(self, exc: BaseException) -> None:
+        self._set_status(Status.FAILED, f"{type(exc).__name__}: {exc}")
+        self.folder.log("traceback", self.iteration, text="".join(traceback.format_exception(exc)))
+
+
+# ---- the hooks every loop has
+
+
+class MetricsHook(Hook):
+    """Each step's metrics into the recorder; read back from the device in blocks (about 4 a second)."""
+
+    def after_step(self, loop: TrainingLoop, step: StepResult) -> None:
+        loop.recorder.add(step, loop.knobs.flip_prob)
+        if loop.recorder.due:
+            loop.flush()
+
+
+class GridHook(Hook):
+    """The fixed latents' grid at iteration 1 and every sample_every."""
+
+    def after_step(self, loop: TrainingLoop, step: StepResult) -> None:
+        if step.iteration == 1 or step.iteration % loop.config.sample_every == 0:
+            loop.sample()
+
+
+class CheckpointHook(Hook):
+    """A checkpoint every checkpoint_every iterations, and at least every CHECKPOINT_SECONDS."""
+
+    def after_step(self, loop: TrainingLoop, step: StepResult) -> None:
+        if (
+            step.iteration % loop.config.checkpoint_every == 0
+            or loop.seconds_since_save() > CHECKPOINT_SECONDS
+        ):
+            loop.save()
+
+
+class QualityHook(Hook):
+    """Sample-quality metrics every so often. An image data set's classifier is prepared (trained once, then
+    cached) off the loop, on one low-priority CPU thread: a second thread pool would slow the training's own."""
+
+    def __init__(self, loop: TrainingLoop):
+        config = loop.config
+        self.monitor = QualityMonitor(loop.data, loop.device, config.z_dim, loop.trainer.arch.conditional,
+                                      config.data_dir, every=config.eval_every, seed=config.seed)  # fmt: skip
+        self.note: str | None = self.monitor.note  # why there are no quality metrics, if there are none
+        self._stop, self._thread = threading.Event(), None
+        self._folder, self._iteration = loop.folder, loop.iteration
+        if self.monitor.kind == "image" and config.eval_every != 0:
+            self._thread = threading.Thread(target=self._prepare, name="gan-quality", daemon=True)
+            self._thread.start()
+
+    def _prepare(self) -> None:
+        with contextlib.suppress(AttributeError, OSError):  # Linux: this thread yields the cores to training
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            self.monitor.prepare(self._stop)
+        except InterruptedError:
+            pass
+        except Exception as exc:  # training goes on without the metrics; say why
+            self.note = f"quality metrics unavailable: {type(exc).__name__}: {exc}"
+            self._folder.log("quality", self._iteration, note=self.note)
+        finally:
+            torch.set_num_threads(threads)  # torch keeps the count process-wide for threads started later
+
+    def after_step(self, loop: TrainingLoop, step: StepResult) -> None:
+        self._iteration = step.iteration
+        if self.monitor.due(step.iteration, loop.recorder.session_seconds()):
+            loop.recorder.add_quality(step.iteration, self.monitor.measure(loop.trainer.generator))
+
+    def close(self, loop: TrainingLoop) -> None:
+        self._stop.set()  # a classifier still training for this run stops, and is waited for
+        if self._thread is not None:
+            self._thread.join()

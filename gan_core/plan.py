@@ -1,0 +1,108 @@
+"""What a run starts from: settings checked, data loaded, a locked run folder, and on resume its checkpoint.
+
+Every check comes before the first file is written, so a refused start or resume leaves no trace.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import ConfigError, Knobs, RunConfig
+from .data import Data, load_dataset
+from .folder import FolderLock, RunFolder, RunLocked
+from .models import ARCHS
+from .presets import check_compatible, check_data
+from .storage import runs_root, timestamp_name
+from .trainer import resolve_device
+
+
+@dataclass
+class RunPlan:
+    """A run ready to train: its folder (locked by this process), settings, data, and where it resumes from."""
+
+    folder: RunFolder
+    config: RunConfig
+    knobs: Knobs  # in force at the start (on resume: the checkpoint's)
+    data: Data
+    lock: FolderLock
+    checkpoint: dict | None = None
+    notes: tuple[str, ...] = ()  # what the user should hear: a damaged checkpoint passed over, a stale lock
+
+    @property
+    def start_iteration(self) -> int:
+        return int(self.checkpoint["iteration"]) if self.checkpoint is not None else 0
+
+
+def new_run(
+    config: RunConfig, knobs: Knobs, runs_dir: str | Path | None = None, name: str | None = None,
+    data: Data | None = None,
+) -> RunPlan:  # fmt: skip
+    """Check the settings, load the data, then create and lock the run folder and write its config.
+
+    Raises ConfigError (bad settings) or DataError (data that cannot be loaded) before anything is written.
+    """
+    check_compatible(config, knobs)
+    resolve_device(config.device)
+    root = runs_root(runs_dir)
+    name = name or timestamp_name(config.preset or config.arch, config.dataset)
+    RunFolder.check_new(root, name)
+    data = data or load_dataset(config.dataset, ARCHS[config.arch].image_size, config.data_dir)
+    check_data(config, data.facts)
+    folder = RunFolder.create(root, name)
+    lock = folder.lock()
+    folder.write_config(config, knobs)
+    folder.log("start", 0, device=str(resolve_device(config.device)), samples=len(data), skipped=data.skipped)
+    return RunPlan(folder, config, knobs, data, lock)
+
+
+def resume(
+    run_dir: str | Path, iterations: int | None = None, device: str | None = None, threads: int | None = None
+) -> RunPlan:
+    """Continue a stopped, finished or crashed run from its checkpoint, up to `iterations` in total.
+
+    Only what may change on resume changes: the total iterations, the device, the CPU threads. The last
+    checkpoint is used, or the previous one when the last is damaged (a note says so).
+    """
+    folder = RunFolder.open(run_dir)
+    config, start_knobs = folder.read_config()
+    owner = folder.owner()
+    if owner is not None:
+        raise RunLocked(f"run {folder.name} is training in {owner}: it cannot be resumed twice")
+    checkpoint, note = folder.load_for_resume()
+    try:
+        knobs = Knobs(**checkpoint["knobs"])
+    except TypeError as exc:
+        raise ConfigError(f"{folder.checkpoint} has malformed knobs: {exc}") from None
+    done = int(checkpoint["iteration"])
+    if iterations is not None and iterations < done:
+        raise ConfigError(
+            f"iterations {iterations} is below the {done} already done: allowed [{done}, 100000000]"
+        )
+    config = config.replace(
+        iterations=iterations if iterations is not None else max(config.iterations, done),
+        device=device or config.device, threads=threads or config.threads,
+    )  # fmt: skip
+    resolve_device(config.device)
+    data = load_dataset(config.dataset, ARCHS[config.arch].image_size, config.data_dir)
+    check_data(config, data.facts)
+    _check_fits(checkpoint, data, folder)
+    lock = folder.lock()
+    notes = (note,) if note else ()
+    if lock.stale is not None:
+        notes += (f"took over the folder's lock from {lock.stale}, which ended without releasing it",)
+    folder.write_config(config, start_knobs)
+    folder.log(
+        "resume", done, from_iteration=done, device=str(resolve_device(config.device)), notes=list(notes)
+    )
+    return RunPlan(folder, config, knobs, data, lock, checkpoint, notes)
+
+
+def _check_fits(checkpoint: dict, data: Data, folder: RunFolder) -> None:
+    """The networks in the checkpoint were built for data of one shape and class count: the data must match."""
+    spec = checkpoint["spec"]
+    if tuple(spec["data_shape"]) != data.data_shape or spec["num_classes"] != data.num_classes:
+        raise ConfigError(
+            f"{folder.name}'s networks were built for data of shape {tuple(spec['data_shape'])} in "
+            f"{spec['num_classes']} classes; {data.name} now has shape {data.data_shape} in {data.num_classes}"
+        )

@@ -1,276 +1,251 @@
-"""Engine overhead: gan_core's background run (metrics, CSV, grids on) against a bare PyTorch loop, it/s and ratio.
+"""Engine against a bare PyTorch loop, each as its own process: `python -m gan_core train` vs a plain loop.
 
-Both sides train the same architecture from `gan_core.models.build_models` on the offline `digits` set,
-batch 64, BCE, Adam 2e-4 (0.5, 0.999), one D and one G update an iteration, each in its own background
-thread with the same torch thread count, one after the other in this process. Rounds alternate the order
-(engine then bare, bare then engine, ...) so drifting machine speed hits both sides; the ratio reported is
-the median of the per-round ratios, each taken from two measurements made back to back.
+Both sides train the same architecture (`gan_core.models.build_models`) on the offline `digits` set, BCE, Adam
+2e-4 (0.5, 0.999) with the fused step, one D and one G update an iteration, the same batch and torch's default
+thread count, each in a fresh process started the way a user starts it. The engine side is the CLI with its
+defaults (metrics every iteration into metrics.csv, a grid every 100 iterations, a checkpoint every 1000,
+sample-quality metrics on their automatic ~3% budget). The bare side is this file run with `--bare`: no
+metrics, no host reads, D frozen in G's step as the engine does (`--bare-standard` computes D's weight
+gradients there and drops them, as the textbook loop does).
 
-    .venv/bin/python bench/engine.py [--device cpu|cuda|auto] [--seconds S] [--archs dcgan28,mlp]
-                                     [--batch-size B] [--threads N] [--rounds R] [--warmup W] [--bare-frozen-d]
+Each side reports (iterations, seconds) pairs by its own clock: the engine in metrics.csv (iteration,
+elapsed_s), the bare loop on stdout every 0.25 s (on CUDA after a device sync). A window opens once a side
+has trained `--warmup` seconds and closes `--seconds` later; its rate is iterations over time between the
+reports at the two ends. Pairs alternate the order (engine first, then bare first ...); the ratio is the
+median of the per-pair ratios. Nothing else should run meanwhile.
+
+    .venv/bin/python bench/engine.py [--device cpu|cuda|auto] [--archs mlp,dcgan28] [--pairs 5]
+                                     [--warmup 2] [--seconds 5] [--eval-every 0] [--bare-standard]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import shutil
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from anywhere without installing
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
-
-from gan_core.data import Data, load_dataset  # noqa: E402
-from gan_core.models import ARCHS, ModelSpec, build_models  # noqa: E402
-from gan_core.presets import resolve  # noqa: E402
-from gan_core.run import start_run  # noqa: E402
-from gan_core.trainer import FUSED_DEVICES, device_label, resolve_device  # noqa: E402
-
-ITERATIONS = 100_000_000  # the engine run's target: never reached, the bench stops it
 LR, BETAS, Z_DIM, SEED = 2e-4, (0.5, 0.999), 100, 0
-MIN_WARMUP_ITERATIONS = 3  # the first iterations build kernels and caches; never time them
-
-# ---- timing
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+BATCH = {"mlp": 100}  # the issue's own measurement; other architectures 64
+REPORT_SECONDS = 0.25  # the bare loop's report interval, as often as the engine flushes its metrics
+MIN_ITERATIONS = 3  # the first iterations build kernels and caches: never time them
 
 
-def edge(count) -> tuple[int, float, float]:
-    """Wait for the next iteration to end: (iterations done, wall clock, this process's CPU time) just then.
-
-    Both ends of a window sit at an iteration's end, so a slow model (dcgan28 on two CPU cores: a few
-    it/s, a few dozen iterations a window) is not off by a part of one.
-    """
-    done = count()
-    while count() == done:
-        time.sleep(0.001)
-    return count(), time.perf_counter(), time.process_time()
+# ---- the bare loop (this file with --bare, in its own process)
 
 
-def window(count, device: torch.device, warmup: float, seconds: float) -> tuple[float, float]:
-    """(it/s, it per CPU-second) of a background loop whose progress `count()` reads, after `warmup`.
+def bare(arch: str, batch_size: int, device_name: str, standard: bool) -> None:
+    """The same models and optimiser in a plain loop; prints 'iteration seconds' every REPORT_SECONDS."""
+    import torch
+    import torch.nn.functional as F
 
-    CPU time counts every thread of this process (the training thread and its intra-op workers); other
-    processes on a shared machine slow the wall clock a lot more than they change it.
-    On CUDA the device is drained at both ends, so neither end is far ahead of the device.
-    """
-    time.sleep(warmup)
-    while count() < MIN_WARMUP_ITERATIONS:
-        time.sleep(0.01)
-    sync(device)
-    start, t0, cpu0 = edge(count)
-    time.sleep(seconds)
-    sync(device)
-    end, t1, cpu1 = edge(count)
-    return (end - start) / (t1 - t0), (end - start) / (cpu1 - cpu0)
+    from gan_core.data import load_dataset
+    from gan_core.models import ARCHS, ModelSpec, build_models
+    from gan_core.trainer import FUSED_DEVICES, resolve_device
 
-
-# ---- the engine: gan_core's background run, as the dashboard starts it
-
-
-def engine_rate(arch: str, data: Data, args, runs_dir: Path) -> tuple[float, float]:
-    config, knobs = resolve(
-        arch=arch, dataset="digits", loss="bce", batch_size=args.batch_size, iterations=ITERATIONS,
-        z_dim=Z_DIM, optimizer="adam", lr_g=LR, lr_d=LR, beta1=BETAS[0], beta2=BETAS[1], d_iters=1,
-        g_steps=1, sample_every=args.sample_every, checkpoint_every=args.checkpoint_every,
-        device=args.device, threads=args.threads, seed=SEED, eval_every=args.eval_every,
-    )  # fmt: skip
-    run = start_run(config, knobs, runs_dir=runs_dir, data=data)
-    try:
-        rates = window(lambda: run.iteration, run.device, args.warmup, args.seconds)
-    finally:
-        run.stop()
-    if run.status != "stopped":
-        raise RuntimeError(f"engine run ended {run.status}: {run.reason}")
-    check_outputs(run.run_dir, run.iteration)
-    shutil.rmtree(run.run_dir)  # a dcgan28 checkpoint is ~100 MB: do not let them pile up
-    return rates
-
-
-def check_outputs(run_dir: Path, iterations: int) -> None:
-    """The point of the comparison is that the engine records as it trains: make sure it did."""
-    rows = (run_dir / "metrics.csv").read_text().count("\n") - 1  # less the header
-    grids = len(list((run_dir / "samples").glob("iter_*.png")))
-    if rows != iterations or grids < 2:
-        raise RuntimeError(f"{run_dir}: {rows} metric rows for {iterations} iterations, {grids} grids")
+    device = resolve_device(device_name)
+    if device.type == "cuda":  # the engine's Trainer sets these for its run: the bare loop gets them too
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    data = load_dataset("digits", ARCHS[arch].image_size)
+    torch.manual_seed(SEED)
+    generator, discriminator = (m.to(device) for m in build_models(arch, ModelSpec(Z_DIM, data.data_shape, 10)))
+    fused = device.type in FUSED_DEVICES
+    opt_g = torch.optim.Adam(generator.parameters(), lr=LR, betas=BETAS, fused=fused)
+    opt_d = torch.optim.Adam(discriminator.parameters(), lr=LR, betas=BETAS, fused=fused)
+    x = data.x.to(device)  # (N, C, H, W) uint8
+    ones, zeros = torch.ones(batch_size, device=device), torch.zeros(batch_size, device=device)
+    bce = F.binary_cross_entropy_with_logits
+    t0 = report = time.perf_counter()
+    iteration = 0
+    while True:
+        real = x[torch.randint(len(x), (batch_size,), device=device)].float() / 127.5 - 1.0
+        fake = generator(torch.randn(batch_size, Z_DIM, device=device))
+        loss_d = bce(discriminator(real)[0], ones) + bce(discriminator(fake.detach())[0], zeros)
+        opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        opt_d.step()
+        discriminator.requires_grad_(standard)
+        loss_g = bce(discriminator(fake)[0], ones)
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+        discriminator.requires_grad_(True)
+        iteration += 1
+        if time.perf_counter() - report >= REPORT_SECONDS:
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            report = time.perf_counter()
+            print(iteration, report - t0, flush=True)
 
 
-# ---- the bare loop: the standard PyTorch DCGAN step, nothing else
+# ---- the two sides as processes, and their reports
 
 
-class BareLoop:
-    """The same models, data on the device as uint8, random batches; no metrics, no host syncs.
+class Side:
+    """A training process and the latest (iteration, seconds) it reported."""
 
-    frozen_d: skip D's weight gradients in G's step, as the engine does (the standard loop computes them
-    and throws them away), so the ratio shows the engine's bookkeeping alone.
-    """
+    def __init__(self, command: list[str], metrics: Path | None = None):
+        self.metrics, self.last = metrics, (0, 0.0)
+        self.process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        text=True, start_new_session=True)  # fmt: skip
+        if metrics is None:  # the bare loop's stdout
+            threading.Thread(target=self._read_stdout, daemon=True).start()
 
-    def __init__(self, arch: str, data: Data, device: torch.device, args):
-        self.arch, self.data, self.device = arch, data, device
-        self.batch_size, self.threads, self.frozen_d = args.batch_size, args.threads, args.bare_frozen_d
-        self.iteration = 0
-        self._stop = threading.Event()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._main, name=f"bare-{arch}", daemon=True)
+    def _read_stdout(self) -> None:
+        for line in self.process.stdout:
+            iteration, seconds = line.split()
+            self.last = (int(iteration), float(seconds))
 
-    def start(self) -> BareLoop:
-        self._thread.start()
-        return self
+    def report(self) -> tuple[int, float]:
+        if self.metrics is not None:  # the engine's metrics.csv: its last complete row
+            from gan_core.storage import last_row
 
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
+            row = last_row(self.metrics) if self.metrics.exists() else {}
+            if row:
+                self.last = (int(row["iteration"]), float(row["elapsed_s"]))
+        if self.process.poll() is not None:
+            raise RuntimeError(f"{self.process.args[:4]} ended early:\n{self.process.stderr.read()[-2000:]}")
+        return self.last
 
-    def _main(self) -> None:
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGINT)  # the engine saves and exits 130; the bare loop just ends
         try:
-            if self.device.type == "cpu":  # as the engine's training thread applies RunConfig.threads
-                torch.set_num_threads(self.threads)
-            self._train()
-        except BaseException as exc:  # re-raised in the main thread by stop()
-            self._error = exc
-
-    def _train(self) -> None:
-        device, size = self.device, self.batch_size
-        torch.manual_seed(SEED)
-        spec = ModelSpec(Z_DIM, self.data.data_shape, self.data.num_classes)
-        generator, discriminator = (m.to(device) for m in build_models(self.arch, spec))
-        fused = device.type in FUSED_DEVICES  # the same optimiser step as the engine's: the same work
-        opt_g = torch.optim.Adam(generator.parameters(), lr=LR, betas=BETAS, fused=fused)
-        opt_d = torch.optim.Adam(discriminator.parameters(), lr=LR, betas=BETAS, fused=fused)
-        x = self.data.x.to(device)  # (N, C, H, W) uint8
-        real_target, fake_target = torch.ones(size, device=device), torch.zeros(size, device=device)
-        bce = F.binary_cross_entropy_with_logits
-        while not self._stop.is_set():
-            real = x[torch.randint(len(x), (size,), device=device)].float() / 127.5 - 1.0  # (B, C, H, W)
-            fake = generator(torch.randn(size, Z_DIM, device=device))
-            real_out, _ = discriminator(real)  # (B,) logits
-            fake_out, _ = discriminator(fake.detach())
-            loss_d = bce(real_out, real_target) + bce(fake_out, fake_target)
-            opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            opt_d.step()
-            if self.frozen_d:
-                discriminator.requires_grad_(False)
-            loss_g = bce(discriminator(fake)[0], real_target)
-            opt_g.zero_grad(set_to_none=True)
-            loss_g.backward()
-            opt_g.step()
-            if self.frozen_d:
-                discriminator.requires_grad_(True)
-            self.iteration += 1
+            return self.process.wait(120)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            return self.process.wait()
 
 
-def bare_rate(arch: str, data: Data, args) -> tuple[float, float]:
-    loop = BareLoop(arch, data, resolve_device(args.device), args).start()
+def window(side: Side, warmup: float, seconds: float) -> float:
+    """it/s between two reports `seconds` apart, once the side has trained `warmup` seconds."""
+    while True:
+        iteration, t = side.report()
+        if iteration >= MIN_ITERATIONS and t >= warmup:
+            break
+        time.sleep(0.05)
+    start = side.report()
+    time.sleep(seconds)
+    end = side.report()
+    while end[0] - start[0] < MIN_ITERATIONS:  # a slow model: wait for enough iterations to count
+        time.sleep(0.05)
+        end = side.report()
+    return (end[0] - start[0]) / (end[1] - start[1])
+
+
+def engine_rate(arch: str, args, runs: Path, n: int) -> float:
+    name = f"{arch}-{n}"
+    command = [sys.executable, "-m", "gan_core", "train", "--arch", arch, "--dataset", "digits", "--loss", "bce",
+               "--batch-size", str(args.batch[arch]), "--lr-g", str(LR), "--lr-d", str(LR), "--beta1", str(BETAS[0]),
+               "--beta2", str(BETAS[1]), "--d-iters", "1", "--z-dim", str(Z_DIM), "--seed", str(SEED),
+               "--iterations", "100000000", "--device", args.device, "--runs-dir", str(runs), "--name", name]  # fmt: skip
+    if args.eval_every is not None:
+        command += ["--eval-every", str(args.eval_every)]
+    side = Side(command, metrics=runs / name / "metrics.csv")
     try:
-        return window(lambda: loop.iteration, loop.device, args.warmup, args.seconds)
+        rate = window(side, args.warmup, args.seconds)
     finally:
-        loop.stop()
+        code = side.stop()
+    check_engine(runs / name, code)
+    return rate
+
+
+def check_engine(run_dir: Path, code: int) -> None:
+    """The point of the comparison is that the engine records as it trains: make sure it did, and stopped well."""
+    from gan_core.folder import RunFolder
+
+    folder = RunFolder(run_dir)
+    columns, rows = folder.read_metrics()
+    state = folder.load_checkpoint()
+    if code != 130 or len(rows) != state["iteration"] or len(folder.grids()) < 2:
+        raise RuntimeError(f"{run_dir}: exit {code}, {len(rows)} metric rows for {state['iteration']} iterations, "
+                           f"{len(folder.grids())} grids")  # fmt: skip
+    for path in folder.checkpoint.parent.glob("*.pt"):  # a dcgan28 checkpoint is ~100 MB: no pile-up
+        path.unlink()
+
+
+def bare_rate(arch: str, args) -> float:
+    command = [sys.executable, __file__, "--bare", arch, "--device", args.device,
+               "--batch-size", str(args.batch[arch])] + (["--bare-standard"] if args.bare_standard else [])  # fmt: skip
+    side = Side(command)
+    try:
+        return window(side, args.warmup, args.seconds)
+    finally:
+        side.stop()
 
 
 # ---- main
 
 
-def compare(arch: str, args, runs_dir: Path) -> dict[str, float]:
-    """Medians over args.rounds rounds: each side's it/s, and the per-round ratios engine/bare."""
-    data = load_dataset("digits", ARCHS[arch].image_size)
-    measure = {
-        "engine": lambda: engine_rate(arch, data, args, runs_dir),
-        "bare": lambda: bare_rate(arch, data, args),
-    }
-    rates: dict[str, list[tuple[float, float]]] = {"engine": [], "bare": []}  # (it/s, it per CPU-s) a round
-    for i in range(args.rounds):
-        for side in ("engine", "bare") if i % 2 == 0 else ("bare", "engine"):
-            rates[side].append(measure[side]())
-        (engine, engine_cpu), (bare, bare_cpu) = rates["engine"][-1], rates["bare"][-1]
-        print(
-            f"  {arch} round {i + 1}: engine {engine:.1f} it/s, bare {bare:.1f} it/s, ratio {engine / bare:.2f}"
-            f" | per CPU-second: engine {engine_cpu:.1f}, bare {bare_cpu:.1f}, ratio {engine_cpu / bare_cpu:.2f}",
-            flush=True,
-        )
-    pairs = list(zip(rates["engine"], rates["bare"], strict=True))
+def compare(arch: str, args, runs: Path) -> dict[str, float]:
+    sides = {"engine": lambda n: engine_rate(arch, args, runs, n), "bare": lambda n: bare_rate(arch, args)}
+    rates: dict[str, list[float]] = {"engine": [], "bare": []}
+    for n in range(args.pairs):
+        for name in ("engine", "bare") if n % 2 == 0 else ("bare", "engine"):
+            rates[name].append(sides[name](n))
+        engine, bare_ = rates["engine"][-1], rates["bare"][-1]
+        print(f"  {arch} pair {n + 1}: engine {engine:.1f} it/s, bare {bare_:.1f} it/s, ratio {engine / bare_:.3f}",
+              flush=True)  # fmt: skip
     return {
-        "engine": statistics.median(e for e, _ in rates["engine"]),
-        "bare": statistics.median(b for b, _ in rates["bare"]),
-        "ratio": statistics.median(e[0] / b[0] for e, b in pairs),
-        "cpu_ratio": statistics.median(e[1] / b[1] for e, b in pairs),
+        "engine": statistics.median(rates["engine"]),
+        "bare": statistics.median(rates["bare"]),
+        "ratio": statistics.median(e / b for e, b in zip(rates["engine"], rates["bare"], strict=True)),
+        "ratios": [e / b for e, b in zip(rates["engine"], rates["bare"], strict=True)],
     }
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    parser.add_argument("--seconds", type=float, default=4.5, help="measured seconds per round and side")
-    parser.add_argument("--warmup", type=float, default=1.5, help="seconds trained before each measurement")
-    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds; medians are reported")
-    parser.add_argument("--archs", default="dcgan28,mlp")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="default: all cores")
-    parser.add_argument("--sample-every", type=int, default=100, help="engine: a grid every N iterations")
-    parser.add_argument("--checkpoint-every", type=int, default=1000, help="engine: a checkpoint every N")
-    parser.add_argument(
-        "--eval-every",
-        type=int,
-        help="engine: sample-quality metrics every N (0: off); default: the engine's own",
-    )
-    parser.add_argument(
-        "--bare-frozen-d",
-        action="store_true",
-        help="bare loop skips D's weight gradients in G's step, as the engine",
-    )
-    return parser.parse_args(argv)
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    parser.add_argument("--archs", default="mlp,dcgan28")
+    parser.add_argument("--pairs", type=int, default=5, help="A B A B pairs; medians are reported")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds trained before a window opens")
+    parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per side and pair")
+    parser.add_argument("--batch-size", type=int, help="default: 100 for mlp (the issue's case), else 64")
+    parser.add_argument("--eval-every", type=int, help="engine: sample quality every N (0: off); default its own")
+    parser.add_argument("--bare-standard", action="store_true", help="bare loop computes D's grads in G's step")
+    parser.add_argument("--bare", metavar="ARCH", help=argparse.SUPPRESS)  # the worker: run the bare loop
+    args = parser.parse_args(argv)
+    archs = args.archs.split(",")
+    args.batch = {arch: args.batch_size or BATCH.get(arch, 64) for arch in archs + ([args.bare] if args.bare else [])}
+    return args
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    if args.bare:
+        signal.signal(signal.SIGINT, lambda *_: sys.exit(0))
+        return bare(args.bare, args.batch[args.bare], args.device, args.bare_standard)
+    import torch
+
+    from gan_core.trainer import device_label, resolve_device
+
     device = resolve_device(args.device)
     args.device = device.type
-    torch.set_num_threads(args.threads)
-    if device.type == "cuda":  # the engine's Trainer sets these process-wide: the bare loop gets them too
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    print(
-        f"torch {torch.__version__}, {device_label(device)}, {args.threads} threads, batch {args.batch_size}, "
-        f"{args.rounds} rounds of {args.warmup:g} s warm-up + {args.seconds:g} s per side"
-        + (", bare loop with frozen D in G's step" if args.bare_frozen_d else ""),
-        flush=True,
-    )
+    print(f"torch {torch.__version__}, {device_label(device)}, {torch.get_num_threads()} threads; "
+          f"{args.pairs} pairs of {args.warmup:g} s warm-up + {args.seconds:g} s per side; engine eval_every "
+          f"{'default' if args.eval_every is None else args.eval_every}; bare loop "
+          f"{'standard (D grads in G step)' if args.bare_standard else 'D frozen in G step'}", flush=True)  # fmt: skip
     load_before = os.getloadavg()[0]
     results = {}
-    with tempfile.TemporaryDirectory(prefix="bench-engine-") as runs_dir:
+    with tempfile.TemporaryDirectory(prefix="bench-engine-") as runs:
         for arch in args.archs.split(","):
-            results[arch] = compare(arch, args, Path(runs_dir))
-    report(results, device)
-    # Other processes on the machine slow whichever side they happen to overlap: say how busy it was.
-    print(
-        f"load average (1 min) {load_before:.1f} before, {os.getloadavg()[0]:.1f} after, {os.cpu_count()} cores"
-    )
-
-
-def report(results: dict[str, dict[str, float]], device: torch.device) -> None:
-    """A table, then one line per architecture; on the CPU also the ratio per CPU-second used."""
-    cpu = device.type == "cpu"
-    print(f"\n{'arch':<10} {'device':<7} {'bare it/s':>10} {'engine it/s':>12} {'engine/bare':>12}", end="")
-    print(f" {'per CPU-s':>10}" if cpu else "")
+            results[arch] = compare(arch, args, Path(runs))
+    print(f"\n{'arch':<10} {'batch':>5} {'device':<7} {'bare it/s':>10} {'engine it/s':>12} {'engine/bare':>12}  per pair")
     for arch, r in results.items():
-        row = f"{arch:<10} {device.type:<7} {r['bare']:>10.1f} {r['engine']:>12.1f} {r['ratio']:>12.2f}"
-        print(row + (f" {r['cpu_ratio']:>10.2f}" if cpu else ""))
-    print()
-    for arch, r in results.items():
-        rates = f"engine {r['engine']:.1f} it/s, bare {r['bare']:.1f} it/s, ratio {r['ratio']:.2f}"
-        print(f"{arch} {device.type}: {rates}" + (f" (per CPU-second {r['cpu_ratio']:.2f})" if cpu else ""))
+        pairs = ", ".join(f"{x:.2f}" for x in r["ratios"])
+        print(f"{arch:<10} {args.batch[arch]:>5} {device.type:<7} {r['bare']:>10.1f} {r['engine']:>12.1f} "
+              f"{r['ratio']:>12.3f}  {pairs}")  # fmt: skip
+    print(f"load average (1 min) {load_before:.1f} before, {os.getloadavg()[0]:.1f} after, {os.cpu_count()} CPUs")
 
 
 if __name__ == "__main__":

@@ -60,7 +60,7 @@ def save_png(image: np.ndarray, path: Path) -> None:
 def _colour(field: np.ndarray) -> np.ndarray:
     """D's probability -> RGB: purple where D says fake, green where it says real (as GAN Lab)."""
     fake, real = np.array([222, 203, 228], np.float32), np.array([204, 235, 197], np.float32)
-    t = field[..., None].astype(np.float32)
+    t = np.nan_to_num(field[..., None].astype(np.float32), nan=0.5)  # a diverged D has no opinion
     return (fake * (1 - t) + real * t).astype(np.uint8)
 
 

@@ -279,11 +279,7 @@ class RunFolder:
         try:
             state = storage.load_tensors(path, device)
         except Exception as exc:  # torch raises RuntimeError, EOFError, UnpicklingError ... by the damage
-            if "Weights only load failed" in str(exc):
-                raise CheckpointError(f"{shown} holds Python objects, not only tensors: refused unread "
-                                      "(checkpoints load with weights_only=True)") from None  # fmt: skip
-            first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-            raise CheckpointError(f"{shown} is truncated or not a checkpoint ({first})") from None
+            raise CheckpointError(f"{shown} {_load_problem(exc)}") from None
         return _checked(state, shown)
 
     def load_for_resume(self, device: torch.device | str = "cpu") -> tuple[dict, str | None]:
@@ -344,6 +340,18 @@ class RunFolder:
         if owner is not None:
             raise RunLocked(f"run {self.name} is training in {owner}: stop it before deleting it")
         shutil.rmtree(self.path)
+
+
+def _load_problem(exc: Exception) -> str:
+    """What torch.load's error says of a file, in a few words."""
+    text = str(exc)
+    code = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if code:
+        return (f"holds Python objects ({code.group(1)}), not only tensors: refused unread (checkpoints load "
+                "with weights_only=True)")  # fmt: skip
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    detail = first if first and len(first) < 120 and "Weights only" not in first else type(exc).__name__
+    return f"is truncated or not a checkpoint ({detail})"
 
 
 def _checked(state, shown: str) -> dict:

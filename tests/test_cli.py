@@ -1,38 +1,48 @@
-"""The command line: train, resume, sample exports, list, and bad input as exit code 2 with one line."""
+"""The command line: train, resume, sample exports, list; bad input is exit code 2 with one line, no traceback,
+and no file created or changed."""
 
+import contextlib
+import hashlib
 import io
 import json
+import shutil
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from urllib.error import URLError
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+import gan_core.data
+from gan_core import plan
 from gan_core.cli import main
+from gan_core.folder import RunFolder
+from gan_core.presets import resolve
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def cli(*args, check=False):
-    proc = subprocess.run([sys.executable, "-m", "gan_core", *map(str, args)], capture_output=True, text=True,
-                          cwd=ROOT, timeout=300)  # fmt: skip
-    return proc
+def cli(*args) -> tuple[int, str, str]:
+    """`python -m gan_core ARGS` in this process (training runs in this main thread, as from a terminal)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in args])
+    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs")
-    proc = cli("train", "--preset", "tf-cdcgan", "--dataset", "digits", "--iterations", 4, "--sample-every", 2,
-               "--batch-size", 16, "--width", 0.5, "--device", "cpu", "--runs-dir", runs, "--name", "cond")  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    run = Path(proc.stdout.strip().splitlines()[-1])
-    assert run == runs / "cond" and "iter 4/4" in proc.stderr
-    shown = [line.split()[1] for line in proc.stderr.splitlines() if line.startswith("iter ")]
-    assert len(shown) == len(set(shown)), proc.stderr  # no line repeated while the run finishes
+    code, out, err = cli("train", "--preset", "tf-cdcgan", "--dataset", "digits", "--iterations", 4,
+                         "--sample-every", 2, "--batch-size", 16, "--width", 0.5, "--device", "cpu", "--runs-dir",
+                         runs, "--name", "cond", "--eval-every", 0)  # fmt: skip
+    assert code == 0, err
+    run = Path(out.strip().splitlines()[-1])
+    assert run == runs / "cond" and "finished: reached 4 iterations" in err
     # half the reference's filters: sampling, resuming and evaluating must rebuild the same narrow networks
     assert json.loads((run / "config.json").read_text())["config"]["width"] == 0.5
     return run
@@ -61,68 +71,33 @@ def test_same_seed_same_samples(trained, tmp_path):
     np.testing.assert_array_equal(np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy"))
 
 
-def test_resume_from_the_command_line(trained):
-    proc = cli("train", "--resume", trained, "--iterations", 6, "--device", "cpu")
-    assert proc.returncode == 0, proc.stderr
-    lines = (trained / "metrics.csv").read_text().splitlines()
+def test_resume_takes_iterations_device_and_threads(trained, tmp_path):
+    run = tmp_path / "cond"
+    shutil.copytree(trained, run)
+    code, out, err = cli("train", "--resume", run, "--iterations", 6, "--device", "cpu", "--threads", 1)
+    assert code == 0, err
+    lines = (run / "metrics.csv").read_text().splitlines()
     assert [int(line.split(",")[0]) for line in lines[1:]] == [1, 2, 3, 4, 5, 6]
+    config = json.loads((run / "config.json").read_text())
+    assert config["config"]["iterations"] == 6 and config["config"]["threads"] == 1
+    assert RunFolder(run).load_checkpoint(path=RunFolder(run).previous_checkpoint)["iteration"] == 4
 
 
-def test_two_d_run_exports_points(tmp_path):
-    proc = cli("train", "--preset", "ring", "--iterations", 3, "--device", "cpu", "--runs-dir", tmp_path)
-    run = proc.stdout.strip().splitlines()[-1]
-    assert proc.returncode == 0, proc.stderr
+def test_two_d_run_draws_its_samples_over_the_real_points(tmp_path):
+    code, out, err = cli(
+        "train", "--preset", "ring", "--iterations", 3, "--device", "cpu", "--runs-dir", tmp_path
+    )
+    run = out.strip().splitlines()[-1]
+    assert code == 0, err
     assert main(["sample", run, "--n", "100", "--out", str(tmp_path / "p.npy")]) == 0
     assert np.load(tmp_path / "p.npy").shape == (100, 2)
     assert main(["sample", run, "--n", "100", "--out", str(tmp_path / "p.png")]) == 0
-    assert Image.open(tmp_path / "p.png").size == (400, 400)
-
-
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["--lr-g", "-1"], "lr_g -1.0 is out of range: allowed [0, 1]"),
-        (["--flip-prob", "1.5"], "flip_prob 1.5 is out of range: allowed [0, 1]"),
-        (["--dataset", "nosuch"], "'nosuch'"),
-        (["--arch", "nosuch"], "arch 'nosuch' is unknown: allowed mlp, dcgan28, cdcgan, acgan-wgan, dcgan64"),
-        (["--batch-size", "5000"], "batch_size 5000 is larger than data set 'digits': allowed [1, 1797]"),
-        (["--dataset", "folder:/no/such/folder"], "/no/such/folder"),
-        (["--d-iters", "many"], "d-iters 'many' is not a number"),
-        (["--iterations", "ten"], "invalid int value: 'ten'"),
-        # these two reach the config only if the flags are passed on (--pack once was not)
-        (["--pack", "3", "--batch-size", "64"], "batch_size 64 must be a multiple of pack 3"),
-        (["--augment", "flips"], "augment 'flips' is unknown: allowed none, translation, translation+cutout"),
-        (["--width", "8"], "width 8.0 is out of range: allowed [0.0625, 4]"),
-    ],
-)
-def test_bad_input_exits_2_with_one_line(args, message, capsys, tmp_path):
-    code = main(["train", "--dataset", "digits", "--iterations", "2", "--device", "cpu",
-                 "--runs-dir", str(tmp_path), *args])  # fmt: skip
-    err = capsys.readouterr().err.strip()
-    assert code == 2 and len(err.splitlines()) == 1 and message in err, err
-    assert not any(tmp_path.iterdir())  # nothing was started
-
-
-def test_missing_mnist_says_where_to_put_it(capsys, tmp_path, monkeypatch):
-    import gan_core.data
-
-    def offline(*args, **kwargs):
-        raise OSError("no network")
-
-    monkeypatch.setattr("torchvision.datasets.mnist.download_and_extract_archive", offline)
-    monkeypatch.setattr(gan_core.data, "download_and_extract_archive", offline, raising=False)
-    code = main(
-        ["train", "--preset", "pytorch-mlp", "--data-dir", str(tmp_path), "--runs-dir", str(tmp_path / "r")]
-    )
-    err = capsys.readouterr().err
-    assert code == 2 and str(tmp_path / "MNIST" / "raw") in err and "--dataset digits" in err
-
-
-def test_sample_refuses_unknown_type_and_missing_run(capsys, tmp_path):
-    assert main(["sample", str(tmp_path), "--out", str(tmp_path / "x.bmp")]) == 2
-    assert "allowed .png, .zip, .gif, .npy" in capsys.readouterr().err
-    assert main(["sample", str(tmp_path), "--out", str(tmp_path / "x.png")]) == 2
-    assert "not a run folder" in capsys.readouterr().err
+    picture = np.asarray(Image.open(tmp_path / "p.png"))
+    assert picture.shape == (400, 400, 3)
+    real_green = (picture == (27, 120, 55)).all(axis=-1).sum()
+    assert (
+        real_green > 100
+    )  # the real points behind the generated ones, as the monitor and the Samples page draw them
 
 
 def test_list_names_everything(capsys):
@@ -140,7 +115,7 @@ def test_gan_core_never_imports_streamlit():
     assert "import streamlit" not in sources and "from streamlit" not in sources
 
 
-def test_ctrl_c_stops_cleanly_and_still_prints_the_run_folder(tmp_path):
+def test_ctrl_c_stops_after_the_iteration_and_still_prints_the_run_folder(tmp_path):
     import signal
     import time
 
@@ -156,7 +131,167 @@ def test_ctrl_c_stops_cleanly_and_still_prints_the_run_folder(tmp_path):
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
-    assert out.strip().splitlines()[-1] == str(tmp_path / "interrupted") and "stopped" in err
+    assert out.strip().splitlines()[-1] == str(tmp_path / "interrupted") and "stopped at iteration" in err
     state = torch.load(tmp_path / "interrupted" / "checkpoints" / "last.pt", weights_only=True)
     rows = metrics.read_text().splitlines()
-    assert state["iteration"] == int(rows[-1].split(",")[0]) >= 20  # checkpoint and metrics agree
+    assert (
+        state["iteration"] == int(rows[-1].split(",")[0]) == len(rows) - 1 >= 20
+    )  # checkpoint and metrics agree
+
+
+def test_a_second_writer_is_refused_naming_the_live_run(trained, tmp_path):
+    run = tmp_path / "cond"
+    shutil.copytree(trained, run)
+    lock = RunFolder(run).lock()  # as a training process holds it
+    try:
+        code, _, err = cli("train", "--resume", run, "--iterations", 8)
+    finally:
+        lock.release()
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "run cond is training in process" in err and "cannot be resumed twice" in err
+
+
+# ---- bad input: a clear line, never a traceback, never a write
+
+
+def snapshot(*roots: Path) -> dict[str, tuple[int, str]]:
+    """Every file and folder under roots, with its modification time and content hash."""
+    found = {}
+    for root in roots:
+        for path in [root, *root.rglob("*")] if root.exists() else []:
+            data = b"" if path.is_dir() else path.read_bytes()
+            found[str(path)] = (path.stat().st_mtime_ns, hashlib.sha256(data).hexdigest())
+    return found
+
+
+class Code:  # a class a pickle refers to: weights_only loading refuses to import it
+    pass
+
+
+def damage(kind: str):
+    def spoil(run: Path) -> None:
+        checkpoint = run / "checkpoints" / "last.pt"
+        if kind == "truncated":
+            checkpoint.write_bytes(checkpoint.read_bytes()[: checkpoint.stat().st_size // 3])
+        elif kind == "code":
+            torch.save({"trainer": Code(), "iteration": 1, "config": {}, "knobs": {}, "spec": {}}, checkpoint)
+        elif kind == "config":
+            (run / "config.json").write_text("{not json")
+
+    return spoil
+
+
+def no_grids(run: Path) -> None:
+    shutil.rmtree(run / "samples")
+
+
+# name -> (arguments after the program, what to do to the copied run first, the message)
+BAD = {
+    "lr out of range": (["train", "--lr-g", "-1"], None, "lr_g -1.0 is out of range: allowed [0, 1]"),
+    "flip out of range": (["train", "--flip-prob", "1.5"], None, "flip_prob 1.5 is out of range: allowed [0, 1]"),
+    "unknown data set": (["train", "--dataset", "nosuch"], None, "'nosuch'"),
+    "unknown arch": (["train", "--arch", "nosuch"], None, "arch 'nosuch' is unknown: allowed mlp, dcgan28"),
+    "batch above the data": (["train", "--batch-size", "5000"], None,
+                             "batch_size 5000 is larger than data set 'digits': allowed [1, 1797]"),
+    "missing folder": (["train", "--dataset", "folder:/no/such/folder"], None, "/no/such/folder does not exist"),
+    "d-iters word": (["train", "--d-iters", "many"], None, "d-iters 'many' is not a number"),
+    "iterations word": (["train", "--iterations", "ten"], None, "invalid int value: 'ten'"),
+    "pack and batch": (["train", "--pack", "3", "--batch-size", "64"], None, "batch_size 64 must be a multiple of pack 3"),
+    "unknown augment": (["train", "--augment", "flips"], None, "augment 'flips' is unknown"),
+    "width": (["train", "--width", "8"], None, "width 8.0 is out of range: allowed [0.0625, 4]"),
+    "runs dir is a file": (["train", "--runs-dir", "{tmp}/file"], None, "is a file, not a folder"),
+    "name of 300 characters": (["train", "--name", "n" * 300], None, "name is 300 characters long: allowed 1 to 100"),
+    "unknown preset": (["train", "--preset", "nope"], None, "preset 'nope' is unknown"),
+    "resume on a missing device": (["train", "--resume", "{run}", "--device", "{missing}"], None,
+                                   "device '{missing}' is not available here"),
+    "resume with a knob": (["train", "--resume", "{run}", "--lr-g", "-5"], None, "--lr-g cannot change when a run resumes"),
+    "resume with a preset": (["train", "--resume", "{run}", "--preset", "nope"], None, "--preset cannot change"),
+    "resume with 0 iterations": (["train", "--resume", "{run}", "--iterations", "0"], None,
+                                 "iterations 0 is below the 4 already done: allowed [4, 100000000]"),
+    "resume truncated": (["train", "--resume", "{run}"], damage("truncated"), "last.pt is truncated or not a checkpoint"),
+    "sample truncated": (["sample", "{run}", "--out", "{tmp}/x.png"], damage("truncated"), "last.pt is truncated"),
+    "evaluate truncated": (["evaluate", "{run}"], damage("truncated"), "last.pt is truncated"),
+    "resume pickled code": (["train", "--resume", "{run}"], damage("code"), "holds Python objects (test_cli.Code)"),
+    "sample pickled code": (["sample", "{run}", "--out", "{tmp}/x.png"], damage("code"), "holds Python objects"),
+    "resume invalid config": (["train", "--resume", "{run}"], damage("config"), "config.json is invalid"),
+    "sample invalid config": (["sample", "{run}", "--out", "{tmp}/x.png"], damage("config"), "config.json is invalid"),
+    "gif without grids": (["sample", "{run}", "--out", "{tmp}/x.gif"], no_grids, "has no sample grids yet"),
+    "class of an unconditional run": (["sample", "{run}", "--class", "3", "--out", "{tmp}/x.png"], None,
+                                      "only conditional runs draw a chosen class"),
+    "sample of no run": (["sample", "{tmp}", "--out", "{tmp}/x.png"], None, "is not a run folder"),
+    "sample type": (["sample", "{run}", "--out", "{tmp}/x.bmp"], None, "allowed .png, .zip, .gif, .npy"),
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    """A small finished unconditional run (4 iterations)."""
+    root = tmp_path_factory.mktemp("finished")
+    code, _, err = cli("train", "--arch", "mlp", "--dataset", "digits", "--batch-size", 16, "--iterations", 4,
+                       "--device", "cpu", "--eval-every", 0, "--runs-dir", root, "--name", "run")  # fmt: skip
+    assert code == 0, err
+    return root / "run"
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, finished, tmp_path):
+    args, prepare, message = BAD[case]
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    if prepare is not None:
+        prepare(run)
+    (tmp_path / "file").write_text("a file where a folder should be")
+    missing = "cuda" if not torch.cuda.is_available() else "mps"
+    fill = lambda text: text.format(run=run, tmp=tmp_path, missing=missing)  # noqa: E731
+    args = [fill(a) for a in args]
+    if args[0] == "train" and "--resume" not in args:
+        defaults = {
+            "--iterations": "2",
+            "--device": "cpu",
+            "--dataset": "digits",
+            "--runs-dir": str(tmp_path / "runs"),
+        }
+        args += [part for flag, value in defaults.items() if flag not in args for part in (flag, value)]
+    before = snapshot(tmp_path)
+    code, out, err = cli(*args)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert fill(message) in err, err
+    assert snapshot(tmp_path) == before  # nothing created, nothing changed
+
+
+def test_a_refused_resume_leaves_the_run_resumable(finished, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    code, _, _ = cli("train", "--resume", run, "--device", "cuda" if not torch.cuda.is_available() else "mps")
+    assert code == 2
+    code, _, err = cli("train", "--resume", run, "--iterations", 5)
+    assert code == 0 and "finished: reached 5 iterations" in err, err
+
+
+def test_mnist_offline_is_refused_and_leaves_no_folders(tmp_path, monkeypatch):
+    def offline(*args, **kwargs):
+        raise URLError("offline (test)")
+
+    monkeypatch.setattr("torchvision.datasets.mnist.download_and_extract_archive", offline)
+    monkeypatch.setattr(gan_core.data, "download_and_extract_archive", offline, raising=False)
+    code, _, err = cli(
+        "train", "--preset", "pytorch-mlp", "--data-dir", tmp_path / "data", "--runs-dir", tmp_path / "r"
+    )
+    assert code == 2 and str(tmp_path / "data" / "MNIST" / "raw") in err and "--dataset digits" in err
+    assert list(tmp_path.iterdir()) == []  # neither data/MNIST/raw nor a run folder was left behind
+
+
+def test_a_plan_that_fails_to_build_its_networks_fails_the_run(tmp_path, monkeypatch):
+    """An error before the first step (an out-of-memory on the device, say) ends the run as failed, unlocked."""
+    import gan_core.loop
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("out of memory (simulated)")
+
+    monkeypatch.setattr(gan_core.loop, "Trainer", broken)
+    config, knobs = resolve(None, arch="mlp", dataset="digits", batch_size=16, iterations=4, device="cpu")
+    run = plan.new_run(config, knobs, runs_dir=tmp_path, name="broken")
+    with pytest.raises(RuntimeError, match="simulated"):
+        gan_core.loop.TrainingLoop(run)
+    assert run.folder.owner() is None
+    assert run.folder.logged_status()[1] == "RuntimeError: out of memory (simulated)"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import streamlit as st
 import torch
@@ -11,7 +13,8 @@ import torch
 from gan_core import ARCHS, DATASETS, LOSSES, PRESETS, ConfigError, DataError, Knobs, RunConfig, resolve
 from gan_core.augment import AUGMENTS
 from gan_core.config import LR_SCHEDULES, OPTIMIZERS
-from gan_core.presets import preset_settings
+from gan_core.data import DataFacts, data_facts
+from gan_core.presets import check_data, preset_settings
 from gan_core.storage import runs_root
 from gan_core.trainer import device_label, resolve_device
 
@@ -153,6 +156,11 @@ def dataset_ui(preset_dataset: str, k: str, errors: dict) -> str:
         path = st.text_input("Folder path (class sub-folders become labels)", key=k + "folder")
         if not path:
             errors["choices"] = "Type the path of a folder of images."
+            return "folder:"
+        try:
+            dataset_facts(f"folder:{path}")  # refused here, beside the path, not after Start
+        except DataError as exc:
+            errors["choices"] = str(exc)
         return f"folder:{path}"
     if choice == UPLOAD:
         upload = st.file_uploader("ZIP of images", type=["zip"], key=k + "zip")
@@ -179,16 +187,59 @@ def unpack_upload(data: bytes) -> str:
     return _unpack(hashlib.sha256(data).hexdigest()[:16], data)
 
 
+# ---- the data set's size and labels, known before Start
+
+
+def _folder_stamp(path: str) -> tuple[int, ...]:
+    """Modification times of a folder and its class sub-folders: they change when an image comes or goes."""
+    try:
+        with os.scandir(path) as entries:
+            subfolders = [entry.stat().st_mtime_ns for entry in entries if entry.is_dir()]
+        return (Path(path).stat().st_mtime_ns, *sorted(subfolders))
+    except OSError:  # missing or unreadable: data_facts says which
+        return ()
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _folder_facts(name: str, stamp: tuple[int, ...]) -> DataFacts:
+    return data_facts(name)  # stamp is part of the key: the folder is listed again only when it changed
+
+
+def dataset_facts(name: str, data_dir: str | Path = "data") -> DataFacts:
+    """A data set's size and labels without loading it; a folder is listed once per change. DataError says why not."""
+    if not name.startswith("folder:"):
+        return data_facts(name, data_dir)
+    try:
+        return _folder_facts(name, _folder_stamp(name.removeprefix("folder:")))
+    except OSError as exc:
+        raise DataError(
+            f"image folder {name.removeprefix('folder:')} cannot be read: {exc.strerror or exc}"
+        ) from None
+
+
+# ---- the check
+
+
+def error_group(message: str) -> str:
+    """The widget group a refusal concerns: knobs (the top row), choices (arch, loss, data set) or more."""
+    field_name = message.split(" ", 1)[0]
+    if field_name in Knobs.__dataclass_fields__ or field_name == "batch_size":  # before the test for
+        return "knobs"  # "arch" below: a data set's path may hold those letters
+    if field_name in ("arch", "loss", "dataset", "preset") or message.startswith("data set"):
+        return "choices"
+    return "choices" if "arch" in message or "loss" in message else "more"
+
+
 def check(values: dict, errors: dict) -> FormResult:
-    """Resolve the settings; map a refusal to the widget group it concerns."""
+    """Resolve the settings and check them against the data set's size and labels; map a refusal to the
+    widget group it concerns (Start stays disabled)."""
     if errors:
         return FormResult(errors=errors)
     try:
         config, knobs = resolve(**values)
-    except (ConfigError, DataError) as exc:
-        field_name = str(exc).split(" ", 1)[0]
-        group = "knobs" if field_name in Knobs.__dataclass_fields__ or field_name == "batch_size" else "more"
-        if field_name in ("arch", "loss", "dataset", "preset") or "arch" in str(exc) or "loss" in str(exc):
-            group = "choices"
-        return FormResult(errors={group: str(exc)})
+        check_data(config, dataset_facts(config.dataset, config.data_dir))
+    except DataError as exc:  # a data set that cannot be had: beside the data set's choice
+        return FormResult(errors={"choices": str(exc)})
+    except ConfigError as exc:
+        return FormResult(errors={error_group(str(exc)): str(exc)})
     return FormResult(config, knobs)

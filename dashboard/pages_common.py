@@ -13,9 +13,10 @@ import torch
 from PIL import Image
 
 from gan_core.export import gif_bytes, npy_bytes, png_bytes, to_uint8, zip_bytes
-from gan_core.folder import RunFolder, RunInfo
+from gan_core.folder import RunFolder, RunInfo, list_runs
 from gan_core.run import Run
 from gan_core.sampling import Sampler, generate, interpolate, latents, load_sampler
+from gan_core.storage import runs_root
 
 from .registry import registry
 
@@ -24,6 +25,17 @@ DISPLAY_WIDTH = 640  # small grids are shown up to this wide
 CHUNK = 500  # images generated at a time for a ZIP, so its progress bar moves
 
 # ---- runs
+
+
+def all_runs() -> list[RunInfo] | None:
+    """Every run list_runs can read, newest first; None, with an error box, when the listing itself fails."""
+    try:
+        return list_runs()
+    except Exception as exc:  # a folder damaged in a way list_runs does not foresee: say so, keep the page
+        st.error(
+            f"The runs folder {runs_root()} cannot be listed: {type(exc).__name__}: {exc}".splitlines()[0]
+        )
+        return None
 
 
 def live_run(run_dir: Path) -> Run | None:

@@ -9,7 +9,7 @@ import streamlit as st
 from dashboard import pages_common as common
 from dashboard.pages_common import Download, draw_download, draw_png
 from dashboard.sidebar import page_setup
-from gan_core.folder import RunInfo, list_runs
+from gan_core.folder import RunInfo
 from gan_core.run import Run
 from gan_core.sampling import Sampler
 
@@ -149,7 +149,9 @@ def draw_exports(info: RunInfo, stamp: int, sampler: Sampler, request: GridReque
 def main() -> None:
     page_setup("Samples")
     st.title("Samples")
-    infos = list_runs()
+    infos = common.all_runs()
+    if infos is None:
+        return
     if not infos:
         st.info(common.NO_RUNS)
         return

@@ -9,11 +9,11 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard.pages_common import NO_RUNS, checkpoint_path, live_run
+from dashboard.pages_common import NO_RUNS, all_runs, checkpoint_path, live_run
 from dashboard.registry import registry
 from dashboard.sidebar import STATUS_ICONS, page_setup
 from gan_core import ConfigError
-from gan_core.folder import RunFolder, RunInfo, Status, list_runs
+from gan_core.folder import RunFolder, RunInfo, Status
 from gan_core.history import downsample
 from gan_core.run import format_elapsed
 
@@ -95,11 +95,12 @@ def _resume(by_name: dict[str, RunInfo]) -> None:
     info = by_name[st.session_state["resume_run"]]  # read at click time: the latest choices
     iterations = int(st.session_state[f"resume_iterations_{info.name}"])
     try:
-        registry().resume(info.path, iterations)
+        run = registry().resume(info.path, iterations)
     except Exception as exc:  # a bad setting, missing data or an unreadable checkpoint: say why, no traceback
         st.session_state["runs_message"] = ("error", f"Cannot resume {info.name}: {str(exc).splitlines()[0]}")
         return
     st.session_state["runs_message"] = ("success", f"Resumed {info.name} up to {iterations:,} iterations.")
+    st.session_state["runs_notes"] = run.notes  # e.g. a damaged last checkpoint passed over for the previous
     st.session_state["runs_hint"] = True
 
 
@@ -128,6 +129,8 @@ def draw_message() -> None:
         return
     st.toast(text, icon="✅")
     st.success(text)
+    for note in st.session_state.pop("runs_notes", ()):
+        st.warning(note)
     if st.session_state.pop("runs_hint", False):
         st.info("Open the **Train** page to watch it train and tune its knobs.")
 
@@ -137,7 +140,9 @@ def draw_table() -> None:
 
     @st.fragment(run_every=REFRESH_SECONDS if registry().running() else None)
     def table() -> None:
-        st.dataframe(runs_frame(list_runs()), hide_index=True)
+        infos = all_runs()
+        if infos is not None:
+            st.dataframe(runs_frame(infos), hide_index=True)
 
     table()
 
@@ -194,7 +199,9 @@ def main() -> None:
     page_setup("Runs")
     st.title("Runs")
     draw_message()
-    infos = list_runs()
+    infos = all_runs()
+    if infos is None:
+        return
     if not infos:
         st.info(NO_RUNS)
         return

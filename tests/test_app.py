@@ -5,8 +5,10 @@ from pathlib import Path
 import pytest
 import streamlit as st
 from conftest import wait_for
+from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from dashboard.form import FOLDER, check
 from dashboard.registry import registry
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,6 +21,32 @@ def fresh_registry(runs_dir):
     yield
     registry().stop_all()
     st.cache_resource.clear()
+
+
+def write_images(folder: Path, count: int, start: int = 0) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(start, start + count):
+        Image.new("L", (8, 8), i % 256).save(folder / f"{i:03d}.png")
+    return folder
+
+
+def labels_of(node) -> list[str]:
+    """The labels of every widget in an element (a row of columns), in order."""
+    children = getattr(node, "children", None)
+    if children is None:
+        return [getattr(node, "label", "")]
+    return [label for child in children.values() for label in labels_of(child)]
+
+
+def row_above_error(at: AppTest, text: str) -> list[str]:
+    """The widget labels of the row the Set-up form shows just above the error box holding `text`."""
+    setup = next(e for e in at.expander if e.label == "Set-up")
+    rows = list(setup.children.values())
+    above = [
+        row for row, node in zip(rows, rows[1:], strict=False) if node.type == "error" and text in node.value
+    ]
+    assert len(above) == 1, f"no error box holding {text!r}"
+    return labels_of(above[0])
 
 
 def train_page() -> AppTest:
@@ -102,9 +130,64 @@ def test_weight_clipping_is_greyed_out_and_unused_unless_the_loss_is_wasserstein
 def test_batch_larger_than_the_data_is_refused_at_start(runs_dir):
     at = train_page()
     at.number_input(key="form-pytorch-mlp-batch").set_value(5000).run()
-    at.button(key="start").click().run()
-    assert any("batch_size 5000 is larger than data set 'digits'" in e.value for e in at.error)
-    assert registry().active_run() is None
+    message = "batch_size 5000 is larger than data set 'digits': allowed [1, 1797]"
+    assert [e.value for e in at.error] == [message]
+    assert "Batch size" in row_above_error(at, message)  # beside the batch size, before Start is pressed
+    assert at.button(key="start").disabled
+    assert registry().active_run() is None and not runs_dir.exists()
+    at.number_input(key="form-pytorch-mlp-batch").set_value(1796).run()  # the whole set (pack 2: even)
+    assert not at.error and not at.button(key="start").disabled
+
+
+def test_missing_folder_is_refused_beside_the_data_set(runs_dir, tmp_path):
+    at = train_page()
+    at.selectbox(key="form-pytorch-mlp-dataset").set_value(FOLDER).run()
+    assert [e.value for e in at.error] == ["Type the path of a folder of images."]
+    missing = tmp_path / "no-such-folder"
+    at.text_input(key="form-pytorch-mlp-folder").input(str(missing)).run()
+    message = f"image folder {missing} does not exist: give a folder of images or of class sub-folders"
+    assert [e.value for e in at.error] == [message]
+    assert "Data set" in row_above_error(at, message)
+    assert at.button(key="start").disabled
+    assert registry().active_run() is None and not runs_dir.exists()
+
+
+def test_folder_is_counted_before_start_and_again_when_it_changes(runs_dir, tmp_path):
+    folder = write_images(tmp_path / "faces", 2)
+    at = train_page()
+    at.selectbox(key="form-pytorch-mlp-dataset").set_value(FOLDER).run()
+    at.text_input(key="form-pytorch-mlp-folder").input(str(folder)).run()
+    message = f"batch_size 100 is larger than data set 'folder:{folder}': allowed [1, 2]"
+    assert [e.value for e in at.error] == [message] and "Batch size" in row_above_error(at, message)
+    assert at.button(key="start").disabled
+    write_images(folder, 98, start=2)  # the folder changed: it is listed again, not taken from the cache
+    at.run()
+    assert not at.error and not at.button(key="start").disabled
+    assert registry().active_run() is None and not runs_dir.exists()
+
+
+def test_check_puts_each_data_refusal_beside_its_widget(tmp_path):
+    def errors(preset: str, dataset: str, batch_size: int = 100) -> dict[str, str]:
+        return check({"preset": preset, "dataset": dataset, "batch_size": batch_size}, {}).errors
+
+    assert errors("pytorch-mlp", "digits", 5000) == {
+        "knobs": "batch_size 5000 is larger than data set 'digits': allowed [1, 1797]"
+    }
+    archive = write_images(tmp_path / "archive", 3)  # "arch" in the path: still the batch size's error
+    assert errors("pytorch-mlp", f"folder:{archive}") == {
+        "knobs": f"batch_size 100 is larger than data set 'folder:{archive}': allowed [1, 3]"
+    }
+    assert errors("pytorch-mlp", f"folder:{archive}", 2) == {}
+    assert list(errors("tf-cdcgan", f"folder:{archive}", 2)) == ["choices"]  # conditional, no labels
+    (tmp_path / "empty").mkdir()
+    assert errors("pytorch-mlp", f"folder:{tmp_path / 'empty'}") == {
+        "choices": f"data set 'folder:{tmp_path / 'empty'}' holds no images: add .png/.jpg files or class "
+        "sub-folders"
+    }
+    assert errors("pytorch-mlp", f"folder:{tmp_path / 'gone'}") == {
+        "choices": f"image folder {tmp_path / 'gone'} does not exist: give a folder of images or of class "
+        "sub-folders"
+    }
 
 
 def test_width_from_the_form_reaches_the_run(runs_dir):

@@ -289,3 +289,117 @@ def test_runs_resume_continues_a_finished_run(runs):
     columns, table = RunFolder(run.run_dir).read_metrics()
     assert table[-1, columns.index("iteration")] == 6
     assert [info.iteration for info in list_runs() if info.name == "images"] == [6]
+
+
+# ---- damaged run folders: an error box or the run left out, never an exception
+
+
+class Foreign:
+    """Any class of this module: weights_only=True refuses to unpickle it."""
+
+
+def damage_checkpoint(path: Path, how: str) -> str:
+    """Damage a checkpoint file; returns words the error must hold."""
+    if how == "truncated":
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 3])
+        return "images/checkpoints/last.pt is truncated or not a checkpoint"
+    if how == "empty":
+        path.write_bytes(b"")
+        return "images/checkpoints/last.pt is empty"
+    torch.save({**torch.load(path, weights_only=True), "extra": Foreign()}, path)
+    return "images/checkpoints/last.pt holds Python objects"
+
+
+DAMAGES = ("truncated", "empty", "code")
+
+
+def test_runs_page_survives_a_non_numeric_metrics_row(runs):
+    metrics = run_dir(runs, "points") / "metrics.csv"  # the newest run: overlaid by default
+    lines = metrics.read_text().splitlines()
+    cells = lines[2].split(",")
+    lines[2] = ",".join(["abc", *cells[1:]])  # iteration 2's row, by hand
+    metrics.write_text("\n".join([*lines, ",".join("x" * len(cells))]) + "\n")  # and a row of letters
+    at = page(RUNS)
+    assert not at.error and at.multiselect(key="overlay").value == ["points"]
+    assert list(at.dataframe[0].value["Run"]) == ["points", "conditional", "images"]
+    assert at.dataframe[0].value["Iterations"][0] == "3 / 3"  # the last good row
+    scores = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert list(plotted(scores["data"][0]["x"])) == [1, 3]  # the bad rows are left out of the curves
+    at.selectbox(key="delete_run").set_value("points").run()
+    at.checkbox(key="confirm_delete").check().run()
+    at.button(key="delete").click().run()
+    assert not at.exception and at.success[0].value == "Deleted points."
+    assert list(at.dataframe[0].value["Run"]) == ["conditional", "images"]
+
+
+def test_pages_leave_out_a_folder_whose_config_cannot_be_read(runs):
+    shutil.copytree(run_dir(runs, "images"), run_dir(runs, "bad-json"))
+    (run_dir(runs, "bad-json") / "config.json").write_text('{"config": {"arch": "dcgan28",')
+    shutil.copytree(run_dir(runs, "images"), run_dir(runs, "out-of-range"))
+    config = json.loads((run_dir(runs, "out-of-range") / "config.json").read_text())
+    config["config"]["batch_size"] = -5
+    (run_dir(runs, "out-of-range") / "config.json").write_text(json.dumps(config))
+    at = page(RUNS)
+    assert not at.error and list(at.dataframe[0].value["Run"]) == ["points", "conditional", "images"]
+    assert at.selectbox(key="resume_run").options == ["points", "conditional", "images"]
+    at = page(SAMPLES)
+    assert not at.error and at.selectbox(key="samples_run").options == [
+        "points · finished · 3/3", "conditional · finished · 2/2", "images · finished · 4/4",
+    ]  # fmt: skip
+    assert len(at.image) == 2
+
+
+@pytest.mark.parametrize("how", DAMAGES)
+def test_samples_page_names_a_run_with_a_damaged_checkpoint_and_keeps_working(runs, media, how):
+    words = damage_checkpoint(run_dir(runs, "images") / "checkpoints" / "last.pt", how)
+    at = page(SAMPLES)
+    at.selectbox(key="samples_run").set_value("images").run()
+    assert not at.exception and len(at.error) == 1 and not at.image
+    assert (
+        at.error[0].value.startswith("Cannot load the generator of images: ") and words in at.error[0].value
+    )
+    at.selectbox(key="samples_run").set_value("conditional").run()
+    assert not at.exception and not at.error
+    assert shown_image(at, media).size == (10 * 30 + 2, 10 * 30 + 2)
+
+
+@pytest.mark.parametrize("how", DAMAGES)
+def test_runs_resume_of_a_damaged_checkpoint_says_why(runs, how):
+    folder = RunFolder(run_dir(runs, "images"))
+    words = damage_checkpoint(folder.checkpoint, how)
+    at = page(RUNS)
+    at.selectbox(key="resume_run").set_value("images").run()
+    at.button(key="resume").click().run()
+    assert not at.exception and len(at.error) == 1
+    assert at.error[0].value.startswith(f"Cannot resume images: {words}")
+    assert not registry().runs and folder.owner() is None  # nothing started, the folder left free
+    assert list(at.dataframe[0].value["Run"]) == ["points", "conditional", "images"]  # the page goes on
+
+
+@pytest.mark.parametrize("how", DAMAGES)
+def test_runs_resume_falls_back_to_the_previous_checkpoint(runs, how):
+    folder = RunFolder(run_dir(runs, "images"))
+    shutil.copyfile(folder.checkpoint, folder.previous_checkpoint)
+    words = damage_checkpoint(folder.checkpoint, how)
+    at = page(RUNS)
+    at.selectbox(key="resume_run").set_value("images").run()
+    at.number_input(key="resume_iterations_images").set_value(5).run()
+    at.button(key="resume").click().run()
+    assert not at.exception and not at.error
+    assert at.success[0].value == "Resumed images up to 5 iterations."
+    [warning] = at.warning
+    assert warning.value.startswith(words)
+    assert warning.value.endswith("; resuming from the previous checkpoint (iteration 4)")
+    run = registry().runs[folder.path]
+    assert run.wait(60) and run.status == "finished"
+    assert folder.load_checkpoint()["iteration"] == 5
+
+
+@pytest.mark.parametrize("path", [SAMPLES, RUNS])
+def test_pages_survive_a_run_log_of_unforeseen_shape(runs, path):
+    with open(run_dir(runs, "images") / "events.jsonl", "a") as log:  # a status that is a list, by hand
+        log.write(json.dumps({"event": "status", "status": ["finished"], "iteration": 4}) + "\n")
+    at = page(path)
+    listed = any("cannot be listed" in e.value for e in at.error)  # the listing failed, said so; or else
+    assert listed or (not at.error and (at.dataframe or at.image))  # the page shows what it can read

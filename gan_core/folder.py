@@ -13,6 +13,7 @@ Nothing else in the project spells a path inside a run folder.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -255,10 +256,11 @@ class RunFolder:
     def has_checkpoint(self) -> bool:
         return self.checkpoint.is_file()
 
-    def save_checkpoint(self, state: dict) -> None:
-        """Write last.pt atomically; the one it replaces becomes previous.pt (also complete at every moment)."""
+    def save_checkpoint(self, state: dict, rotate: bool = True) -> None:
+        """Write last.pt atomically; the one it replaces becomes previous.pt (also complete at every moment).
+        rotate=False overwrites last.pt alone (a second save at the same iteration keeps an older previous.pt)."""
         last, previous = self.checkpoint, self.previous_checkpoint
-        if last.is_file():
+        if rotate and last.is_file():
             link = previous.with_name(f".{PREVIOUS}.link")
             try:
                 link.unlink(missing_ok=True)
@@ -295,13 +297,27 @@ class RunFolder:
                 raise damaged from None
             return state, f"{damaged}; resuming from the previous checkpoint (iteration {state['iteration']})"
 
+    def set_aside_damaged(self) -> Path | None:
+        """Rename a damaged last.pt to damaged-last.pt (kept for a look), so that the next checkpoint does not
+        turn it into previous.pt; the good previous.pt stays the fallback until then."""
+        if not self.checkpoint.is_file():
+            return None
+        aside = self.checkpoint.with_name(f"damaged-{LAST}")
+        os.replace(self.checkpoint, aside)
+        return aside
+
     # ---- status, ownership
 
     def logged_status(self) -> tuple[Status | None, str]:
         """The last status events.jsonl records, with its reason."""
         for event in reversed(self.read_events()):
-            if event.get("event") == "status" and event.get("status") in Status._value2member_map_:
-                return Status(event["status"]), str(event.get("reason", ""))
+            status = event.get("status")
+            if (
+                event.get("event") == "status"
+                and isinstance(status, str)
+                and status in Status._value2member_map_
+            ):
+                return Status(status), str(event.get("reason", ""))
         return None, ""
 
     def owner(self) -> Owner | None:
@@ -395,12 +411,13 @@ def run_info(folder: RunFolder) -> RunInfo:
     if status is not None and status.active and owner is None:
         status, reason = Status.INTERRUPTED, f"its process ended while it was {status}: killed or crashed"
     last = folder.last_metrics()
+    iteration, created = last.get("iteration", 0.0), events[0].get("time") if events else None
     return RunInfo(
         path=folder.path, name=folder.name, preset=config.preset, arch=config.arch, dataset=config.dataset,
-        status=status, reason=reason, iteration=int(last.get("iteration", 0)), target=config.iterations,
-        score_g=last.get("score_g", float("nan")), score_d=last.get("score_d", float("nan")),
+        status=status, reason=reason, iteration=int(iteration) if math.isfinite(iteration) else 0,
+        target=config.iterations, score_g=last.get("score_g", math.nan), score_d=last.get("score_d", math.nan),
         elapsed_s=last.get("elapsed_s", 0.0),
-        created=events[0].get("time", 0.0) if events else (folder.path / CONFIG).stat().st_mtime,
+        created=created if isinstance(created, (int, float)) else (folder.path / CONFIG).stat().st_mtime,
         owner=owner,
     )  # fmt: skip
 
@@ -412,6 +429,6 @@ def list_runs(root: str | Path | None = None) -> list[RunInfo]:
     for path in root.glob(f"*/{CONFIG}") if root.is_dir() else []:
         try:
             infos.append(run_info(RunFolder(path.parent)))
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, TypeError, ArithmeticError):  # one bad folder spoils no list
             continue
     return sorted(infos, key=lambda info: info.created, reverse=True)

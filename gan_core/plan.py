@@ -88,6 +88,8 @@ def resume(
     check_data(config, data.facts)
     _check_fits(checkpoint, data, folder)
     lock = folder.lock()
+    if note:  # resuming from previous.pt: the damaged last.pt must not become the next previous.pt
+        folder.set_aside_damaged()
     notes = (note,) if note else ()
     if lock.stale is not None:
         notes += (f"took over the folder's lock from {lock.stale}, which ended without releasing it",)

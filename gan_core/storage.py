@@ -100,7 +100,7 @@ def last_row(path: Path) -> dict[str, float]:
     if not path.exists():
         return {}
     with open(path, "rb") as fh:
-        header = fh.readline().decode().strip().split(",")
+        header = fh.readline().decode(errors="replace").strip().split(",")
         fh.seek(0, os.SEEK_END)
         fh.seek(max(0, fh.tell() - 4096))
         lines = fh.read().decode(errors="replace").strip().splitlines()

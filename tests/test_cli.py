@@ -295,3 +295,21 @@ def test_a_plan_that_fails_to_build_its_networks_fails_the_run(tmp_path, monkeyp
         gan_core.loop.TrainingLoop(run)
     assert run.folder.owner() is None
     assert run.folder.logged_status()[1] == "RuntimeError: out of memory (simulated)"
+
+
+def test_resume_over_a_damaged_last_checkpoint_uses_the_previous_one_and_says_so(tmp_path):
+    code, _, err = cli("train", "--arch", "mlp", "--dataset", "digits", "--batch-size", 16, "--iterations", 4,
+                       "--checkpoint-every", 2, "--device", "cpu", "--eval-every", 0, "--runs-dir", tmp_path,
+                       "--name", "run")  # fmt: skip
+    folder = RunFolder(tmp_path / "run")
+    assert code == 0 and folder.load_checkpoint(path=folder.previous_checkpoint)["iteration"] == 2
+    damaged = folder.checkpoint.read_bytes()[:1000]
+    folder.checkpoint.write_bytes(damaged)
+    code, _, err = cli("train", "--resume", folder.path, "--iterations", 6)
+    assert code == 0, err
+    assert "note: run/checkpoints/last.pt is truncated" in err and "previous checkpoint (iteration 2)" in err
+    assert folder.load_checkpoint()["iteration"] == 6
+    assert folder.load_checkpoint(path=folder.previous_checkpoint)["iteration"] == 4  # never the damaged one
+    assert (folder.checkpoint.parent / "damaged-last.pt").read_bytes() == damaged  # kept aside for a look
+    columns, rows = folder.read_metrics()
+    assert rows[:, columns.index("iteration")].tolist() == [1, 2, 3, 4, 5, 6]  # rows 3-4 trained again

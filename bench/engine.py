@@ -2,20 +2,21 @@
 
 Both sides train the same architecture (`gan_core.models.build_models`) on the offline `digits` set, BCE, Adam
 2e-4 (0.5, 0.999) with the fused step, one D and one G update an iteration, the same batch and torch's default
-thread count, each in a fresh process started the way a user starts it. The engine side is the CLI with its
-defaults (metrics every iteration into metrics.csv, a grid every 100 iterations, a checkpoint every 1000,
-sample-quality metrics on their automatic ~3% budget). The bare side is this file run with `--bare`: no
-metrics, no host reads, D frozen in G's step as the engine does (`--bare-standard` computes D's weight
-gradients there and drops them, as the textbook loop does).
+thread count, each in a process started the way a user starts it. The engine side is the CLI with its defaults
+(metrics every iteration into metrics.csv, a grid every 100 iterations, a checkpoint every 1000, sample-quality
+metrics on their automatic ~2% budget, their classifier cached beforehand as after a first run). The bare side is this file run with `--bare`: no metrics, no host
+reads, D frozen in G's step as the engine does (`--bare-standard` computes D's weight gradients there and drops
+them, as the textbook loop does).
 
-Each side reports (iterations, seconds) pairs by its own clock: the engine in metrics.csv (iteration,
-elapsed_s), the bare loop on stdout every 0.25 s (on CUDA after a device sync). A window opens once a side
-has trained `--warmup` seconds and closes `--seconds` later; its rate is iterations over time between the
-reports at the two ends. Pairs alternate the order (engine first, then bare first ...); the ratio is the
-median of the per-pair ratios. Nothing else should run meanwhile.
+A/B in slots. On a shared VM the speed of a 2-s stretch swings by +-25% with the host's load, whatever runs.
+So both processes are started together, and only one runs at a time: the other is held with SIGSTOP. Slots
+alternate A B B A ... (`--seconds` each, after `--settle` seconds back); a slot's rate is iterations over time
+by the side's own clock between two of its reports inside the slot (the engine's metrics.csv rows, the bare
+loop's stdout lines every 0.25 s, on CUDA after a device sync). Each pair of neighbouring slots gives a ratio;
+the figure is the median over `--pairs` pairs in each of `--processes` fresh pairs of processes.
 
-    .venv/bin/python bench/engine.py [--device cpu|cuda|auto] [--archs mlp,dcgan28] [--pairs 5]
-                                     [--warmup 2] [--seconds 5] [--eval-every 0] [--bare-standard]
+    .venv/bin/python bench/engine.py [--device cpu|cuda|auto] [--archs mlp,dcgan28] [--pairs 10]
+                                     [--processes 2] [--seconds 3] [--eval-every 0] [--bare-standard]
 """
 
 from __future__ import annotations
@@ -58,7 +59,9 @@ def bare(arch: str, batch_size: int, device_name: str, standard: bool) -> None:
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     data = load_dataset("digits", ARCHS[arch].image_size)
     torch.manual_seed(SEED)
-    generator, discriminator = (m.to(device) for m in build_models(arch, ModelSpec(Z_DIM, data.data_shape, 10)))
+    generator, discriminator = (
+        m.to(device) for m in build_models(arch, ModelSpec(Z_DIM, data.data_shape, 10))
+    )
     fused = device.type in FUSED_DEVICES
     opt_g = torch.optim.Adam(generator.parameters(), lr=LR, betas=BETAS, fused=fused)
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=LR, betas=BETAS, fused=fused)
@@ -92,7 +95,7 @@ def bare(arch: str, batch_size: int, device_name: str, standard: bool) -> None:
 
 
 class Side:
-    """A training process and the latest (iteration, seconds) it reported."""
+    """A training process, the latest (iteration, seconds) it reported, and SIGSTOP/SIGCONT to hold it."""
 
     def __init__(self, command: list[str], metrics: Path | None = None):
         self.metrics, self.last = metrics, (0, 0.0)
@@ -117,8 +120,35 @@ class Side:
             raise RuntimeError(f"{self.process.args[:4]} ended early:\n{self.process.stderr.read()[-2000:]}")
         return self.last
 
+    def hold(self) -> None:
+        os.killpg(self.process.pid, signal.SIGSTOP)
+
+    def go(self) -> None:
+        os.killpg(self.process.pid, signal.SIGCONT)
+
+    def warm_up(self, seconds: float) -> None:
+        """Run alone until it has trained `seconds` by its own clock (and a few iterations), then hold."""
+        self.go()
+        while self.report()[0] < MIN_ITERATIONS or self.report()[1] < seconds:
+            time.sleep(0.05)
+        self.hold()
+
+    def slot(self, settle: float, seconds: float) -> float:
+        """Run alone for a slot; it/s between two reports made inside it."""
+        self.go()
+        time.sleep(settle)  # back to speed, and a report written since it went on
+        start = self.report()
+        time.sleep(seconds)
+        end = self.report()
+        while end[0] - start[0] < MIN_ITERATIONS:  # a slow model: wait for enough iterations to count
+            time.sleep(0.05)
+            end = self.report()
+        self.hold()
+        return (end[0] - start[0]) / (end[1] - start[1])
+
     def stop(self) -> int:
         self.process.send_signal(signal.SIGINT)  # the engine saves and exits 130; the bare loop just ends
+        self.go()
         try:
             return self.process.wait(120)
         except subprocess.TimeoutExpired:
@@ -126,37 +156,20 @@ class Side:
             return self.process.wait()
 
 
-def window(side: Side, warmup: float, seconds: float) -> float:
-    """it/s between two reports `seconds` apart, once the side has trained `warmup` seconds."""
-    while True:
-        iteration, t = side.report()
-        if iteration >= MIN_ITERATIONS and t >= warmup:
-            break
-        time.sleep(0.05)
-    start = side.report()
-    time.sleep(seconds)
-    end = side.report()
-    while end[0] - start[0] < MIN_ITERATIONS:  # a slow model: wait for enough iterations to count
-        time.sleep(0.05)
-        end = side.report()
-    return (end[0] - start[0]) / (end[1] - start[1])
-
-
-def engine_rate(arch: str, args, runs: Path, n: int) -> float:
-    name = f"{arch}-{n}"
+def engine_side(arch: str, args, runs: Path, name: str) -> Side:
     command = [sys.executable, "-m", "gan_core", "train", "--arch", arch, "--dataset", "digits", "--loss", "bce",
                "--batch-size", str(args.batch[arch]), "--lr-g", str(LR), "--lr-d", str(LR), "--beta1", str(BETAS[0]),
                "--beta2", str(BETAS[1]), "--d-iters", "1", "--z-dim", str(Z_DIM), "--seed", str(SEED),
                "--iterations", "100000000", "--device", args.device, "--runs-dir", str(runs), "--name", name]  # fmt: skip
     if args.eval_every is not None:
         command += ["--eval-every", str(args.eval_every)]
-    side = Side(command, metrics=runs / name / "metrics.csv")
-    try:
-        rate = window(side, args.warmup, args.seconds)
-    finally:
-        code = side.stop()
-    check_engine(runs / name, code)
-    return rate
+    return Side(command, metrics=runs / name / "metrics.csv")
+
+
+def bare_side(arch: str, args) -> Side:
+    command = [sys.executable, __file__, "--bare", arch, "--device", args.device,
+               "--batch-size", str(args.batch[arch])] + (["--bare-standard"] if args.bare_standard else [])  # fmt: skip
+    return Side(command)
 
 
 def check_engine(run_dir: Path, code: int) -> None:
@@ -173,50 +186,61 @@ def check_engine(run_dir: Path, code: int) -> None:
         path.unlink()
 
 
-def bare_rate(arch: str, args) -> float:
-    command = [sys.executable, __file__, "--bare", arch, "--device", args.device,
-               "--batch-size", str(args.batch[arch])] + (["--bare-standard"] if args.bare_standard else [])  # fmt: skip
-    side = Side(command)
-    try:
-        return window(side, args.warmup, args.seconds)
-    finally:
-        side.stop()
+def compare(arch: str, args, runs: Path) -> dict:
+    rates: dict[str, list[float]] = {"engine": [], "bare": []}
+    for p in range(args.processes):
+        name = f"{arch}-{p}"
+        sides = {"engine": engine_side(arch, args, runs, name), "bare": bare_side(arch, args)}
+        try:
+            for side in sides.values():  # both import and load the data meanwhile; then each warms up alone
+                while side.report()[0] == 0:
+                    time.sleep(0.05)
+                side.hold()
+            for side in sides.values():
+                side.warm_up(args.warmup)
+            for n in range(args.pairs):
+                for key in ("engine", "bare") if n % 2 == 0 else ("bare", "engine"):
+                    rates[key].append(sides[key].slot(args.settle, args.seconds))
+                engine, bare_ = rates["engine"][-1], rates["bare"][-1]
+                print(f"  {arch} processes {p + 1}, pair {n + 1}: engine {engine:.1f} it/s, bare {bare_:.1f} it/s, "
+                      f"ratio {engine / bare_:.3f}", flush=True)  # fmt: skip
+        finally:
+            code = sides["engine"].stop()
+            sides["bare"].stop()
+        check_engine(runs / name, code)
+    ratios = [e / b for e, b in zip(rates["engine"], rates["bare"], strict=True)]
+    quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
+    return {"engine": statistics.median(rates["engine"]), "bare": statistics.median(rates["bare"]),
+            "ratio": statistics.median(ratios), "quartiles": (quartiles[0], quartiles[2]), "pairs": len(ratios)}  # fmt: skip
 
 
 # ---- main
-
-
-def compare(arch: str, args, runs: Path) -> dict[str, float]:
-    sides = {"engine": lambda n: engine_rate(arch, args, runs, n), "bare": lambda n: bare_rate(arch, args)}
-    rates: dict[str, list[float]] = {"engine": [], "bare": []}
-    for n in range(args.pairs):
-        for name in ("engine", "bare") if n % 2 == 0 else ("bare", "engine"):
-            rates[name].append(sides[name](n))
-        engine, bare_ = rates["engine"][-1], rates["bare"][-1]
-        print(f"  {arch} pair {n + 1}: engine {engine:.1f} it/s, bare {bare_:.1f} it/s, ratio {engine / bare_:.3f}",
-              flush=True)  # fmt: skip
-    return {
-        "engine": statistics.median(rates["engine"]),
-        "bare": statistics.median(rates["bare"]),
-        "ratio": statistics.median(e / b for e, b in zip(rates["engine"], rates["bare"], strict=True)),
-        "ratios": [e / b for e, b in zip(rates["engine"], rates["bare"], strict=True)],
-    }
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     parser.add_argument("--archs", default="mlp,dcgan28")
-    parser.add_argument("--pairs", type=int, default=5, help="A B A B pairs; medians are reported")
-    parser.add_argument("--warmup", type=float, default=2.0, help="seconds trained before a window opens")
-    parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per side and pair")
+    parser.add_argument("--pairs", type=int, default=10, help="A/B pairs of slots per pair of processes")
+    parser.add_argument("--processes", type=int, default=2, help="fresh pairs of processes")
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds each side trains before any slot")
+    parser.add_argument("--seconds", type=float, default=3.0, help="measured seconds of a slot")
+    parser.add_argument(
+        "--settle", type=float, default=0.5, help="seconds a side runs in a slot before it counts"
+    )
     parser.add_argument("--batch-size", type=int, help="default: 100 for mlp (the issue's case), else 64")
-    parser.add_argument("--eval-every", type=int, help="engine: sample quality every N (0: off); default its own")
-    parser.add_argument("--bare-standard", action="store_true", help="bare loop computes D's grads in G's step")
+    parser.add_argument(
+        "--eval-every", type=int, help="engine: sample quality every N (0: off); default its own"
+    )
+    parser.add_argument(
+        "--bare-standard", action="store_true", help="bare loop computes D's grads in G's step"
+    )
     parser.add_argument("--bare", metavar="ARCH", help=argparse.SUPPRESS)  # the worker: run the bare loop
     args = parser.parse_args(argv)
     archs = args.archs.split(",")
-    args.batch = {arch: args.batch_size or BATCH.get(arch, 64) for arch in archs + ([args.bare] if args.bare else [])}
+    args.batch = {
+        arch: args.batch_size or BATCH.get(arch, 64) for arch in archs + ([args.bare] if args.bare else [])
+    }
     return args
 
 
@@ -232,20 +256,29 @@ def main(argv=None) -> None:
     device = resolve_device(args.device)
     args.device = device.type
     print(f"torch {torch.__version__}, {device_label(device)}, {torch.get_num_threads()} threads; "
-          f"{args.pairs} pairs of {args.warmup:g} s warm-up + {args.seconds:g} s per side; engine eval_every "
+          f"{args.processes} x {args.pairs} pairs of {args.seconds:g}-s slots; engine eval_every "
           f"{'default' if args.eval_every is None else args.eval_every}; bare loop "
           f"{'standard (D grads in G step)' if args.bare_standard else 'D frozen in G step'}", flush=True)  # fmt: skip
+    if args.eval_every != 0:  # as after a first run: the classifier of the quality metrics is cached
+        from gan_core.config import RunConfig
+        from gan_core.data import load_dataset
+        from gan_core.metrics import load_or_train_classifier
+
+        load_or_train_classifier(load_dataset("digits", 28), device, ROOT / RunConfig().data_dir)
     load_before = os.getloadavg()[0]
     results = {}
     with tempfile.TemporaryDirectory(prefix="bench-engine-") as runs:
         for arch in args.archs.split(","):
             results[arch] = compare(arch, args, Path(runs))
-    print(f"\n{'arch':<10} {'batch':>5} {'device':<7} {'bare it/s':>10} {'engine it/s':>12} {'engine/bare':>12}  per pair")
+    print(f"\n{'arch':<10} {'batch':>5} {'device':<7} {'bare it/s':>10} {'engine it/s':>12} {'engine/bare':>12}  "
+          "quartiles of the pair ratios")  # fmt: skip
     for arch, r in results.items():
-        pairs = ", ".join(f"{x:.2f}" for x in r["ratios"])
+        low, high = r["quartiles"]
         print(f"{arch:<10} {args.batch[arch]:>5} {device.type:<7} {r['bare']:>10.1f} {r['engine']:>12.1f} "
-              f"{r['ratio']:>12.3f}  {pairs}")  # fmt: skip
-    print(f"load average (1 min) {load_before:.1f} before, {os.getloadavg()[0]:.1f} after, {os.cpu_count()} CPUs")
+              f"{r['ratio']:>12.3f}  {low:.3f}-{high:.3f} ({r['pairs']} pairs)")  # fmt: skip
+    print(
+        f"load average (1 min) {load_before:.1f} before, {os.getloadavg()[0]:.1f} after, {os.cpu_count()} CPUs"
+    )
 
 
 if __name__ == "__main__":

@@ -116,10 +116,14 @@ def main() -> None:
             rates[name].append(float(out.stdout.strip().splitlines()[-1]))
         print(f"  round {i + 1}: " + ", ".join(f"{n} {rates[n][-1]:.1f}" for n in names), flush=True)
     base = statistics.median(rates[names[0]])
-    print(f"\n{args.arch}, batch {args.batch_size}, {os.cpu_count()} CPUs, {args.rounds} rounds; it/s (median)")
+    print(
+        f"\n{args.arch}, batch {args.batch_size}, {os.cpu_count()} CPUs, {args.rounds} rounds; it/s (median)"
+    )
     for name in names:
         median = statistics.median(rates[name])
-        print(f"{name:<14} {median:8.1f}  {median / base:5.2f}x {names[0]}   ({', '.join(f'{r:.1f}' for r in rates[name])})")
+        print(
+            f"{name:<14} {median:8.1f}  {median / base:5.2f}x {names[0]}   ({', '.join(f'{r:.1f}' for r in rates[name])})"
+        )
 
 
 if __name__ == "__main__":

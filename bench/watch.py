@@ -14,6 +14,11 @@ One process drives `streamlit run app.py` (a free port, runs in a temp folder) w
 3. Memory (a fresh server): its resident memory (VmRSS) over a long run of the ring preset with a tab
    open (default 100,000 iterations, capped in time; growth is also given per 100,000 iterations), then
    before and after ten cycles of Start, a grid on screen, Stop, stopped.
+4. The app against the CLI: the default preset started from the Train page with one tab watching, once with
+   the form's CPU threads at cores - 1 and once at every core, against `python -m gan_core train` with the
+   same settings as its own process (nothing else training). Sides alternate in order round by round; each
+   side starts fresh, trains `--warmup` seconds, then its rate is read by its own clock over a window; a ratio
+   is the median of per-round ratios to that round's CLI.
 
 The browser and the server share the machine, as on a laptop. A benchmark, not a test: it exits 0 on a miss.
 STREAMLIT_* variables reach the server, e.g. STREAMLIT_RUNNER_POST_SCRIPT_GC=false to compare a setting.
@@ -24,6 +29,7 @@ STREAMLIT_* variables reach the server, e.g. STREAMLIT_RUNNER_POST_SCRIPT_GC=fal
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import signal
@@ -47,7 +53,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 VIEWPORT = {"width": 1400, "height": 1000}
 HUGE = 10_000_000  # phase 1's iteration target: never reached, the bench stops the run
 TICK = os.sysconf("SC_CLK_TCK")
-TARGETS = {"watch": 0.10, "first_grid_s": 5.0, "growth_mb": 300.0, "cycles": 0.10}
+TARGETS = {"watch": 0.10, "first_grid_s": 5.0, "growth_mb": 300.0, "cycles": 0.10, "app_vs_cli": 0.90}
 STOPPED = "The run stopped"
 CLICK_S = 15  # a Start that makes no run folder in this long was lost
 
@@ -461,6 +467,92 @@ def memory(server: Server, page: Page, args) -> Memory:
     return mem
 
 
+# ---- 4. the app against the CLI
+
+
+def rate_window(run_dir: Path, warmup: float, seconds: float) -> float:
+    """it/s by the run's own clock (metrics.csv), over `seconds` once it has trained `warmup` seconds."""
+    wait_until(
+        lambda: last_row(run_dir)[1] >= warmup and last_row(run_dir)[0] >= 3, 120, f"{run_dir.name} warm-up"
+    )
+    it0, t0 = last_row(run_dir)
+    time.sleep(seconds)
+    it1, t1 = last_row(run_dir)
+    return (it1 - it0) / max(t1 - t0, 1e-9)
+
+
+def app_side(server: Server, context, threads: int, args) -> float:
+    """The default preset from the Train page, the form's CPU threads set; the tab keeps watching."""
+    page = context.new_page()
+    try:
+        open_train(page, server.url)
+        set_number(page, "form-pytorch-mlp-its", HUGE)
+        set_number(page, "form-pytorch-mlp-threads", threads)
+        start_and_time(page, server, GRID)
+        run_dir = server.newest_run()
+        check_config(run_dir, iterations=HUGE, threads=threads)
+        return rate_window(run_dir, args.warmup, args.window)
+    finally:
+        stop_run(page)
+        page.close()
+
+
+def cli_side(runs: Path, args) -> float:
+    """`python -m gan_core train` with the same settings as the app's default preset, as its own process."""
+    name = f"cli-{time.monotonic_ns()}"
+    command = [sys.executable, "-m", "gan_core", "train", "--preset", "pytorch-mlp", "--dataset", "digits",
+               "--iterations", str(HUGE), "--runs-dir", str(runs), "--name", name]  # fmt: skip
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)  # fmt: skip
+    try:
+        return rate_window(runs / name, args.warmup, args.window)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(60)
+
+
+def same_settings(app_run: Path, cli_run: Path) -> None:
+    """The comparison holds only if both trained the same thing: config.json alike but for threads."""
+    a, b = (json.loads((run / "config.json").read_text()) for run in (app_run, cli_run))
+    for side in (a, b):
+        side["config"].pop("threads")
+    if a != b:
+        raise RuntimeError(f"the app's and the CLI's settings differ:\n{a}\n{b}")
+
+
+def app_vs_cli(server: Server, context, args) -> dict[str, list[float]]:
+    cores = os.cpu_count() or 1
+    sides = {"cli": lambda: cli_side(server.runs / "cli", args)}
+    for threads in sorted({max(1, cores - 1), cores}):
+        sides[f"app, {threads} thread{'s' * (threads > 1)}"] = lambda threads=threads: app_side(
+            server, context, threads, args
+        )
+    rates: dict[str, list[float]] = {name: [] for name in sides}
+    names = list(sides)
+    for i in range(args.rounds):
+        for name in names if i % 2 == 0 else names[::-1]:
+            rates[name].append(sides[name]())
+            if name != "cli" and i == 0:
+                same_settings(server.newest_run(), max((server.runs / "cli").glob("cli-*")))
+        print(
+            "  round " + str(i + 1) + ": " + ", ".join(f"{n} {rates[n][-1]:.1f} it/s" for n in names),
+            flush=True,
+        )
+    return rates
+
+
+def app_rows(rates: dict[str, list[float]]) -> list[tuple[str, str, bool]]:
+    rows = []
+    for name, values in rates.items():
+        if name == "cli":
+            continue
+        ratio = statistics.median(a / c for a, c in zip(values, rates["cli"], strict=True))
+        rows.append((f"{name}, 1 tab watching >= 0.9x the CLI", f"{ratio:.3f} ({statistics.median(values):.1f} vs "
+                     f"{statistics.median(rates['cli']):.1f} it/s; per round {', '.join(f'{a / c:.2f}' for a, c in zip(values, rates['cli'], strict=True))})",
+                     ratio >= TARGETS["app_vs_cli"]))  # fmt: skip
+    return rows
+
+
 # ---- main
 
 
@@ -513,9 +605,13 @@ def memory_rows(mem: Memory, args) -> list[tuple[str, str, bool]]:
     ]  # fmt: skip
 
 
-def report(summary: dict, cold: float, grids: list[float], mem: Memory | None, args) -> None:
-    print_windows(summary)
-    rows = speed_rows(summary, cold, grids) + (memory_rows(mem, args) if mem else [])
+def report(
+    summary: dict | None, cold: float, grids: list[float], mem: Memory | None, app: dict | None, args
+) -> None:
+    if summary is not None:
+        print_windows(summary)
+    rows = speed_rows(summary, cold, grids) if summary is not None else []
+    rows += (memory_rows(mem, args) if mem else []) + (app_rows(app) if app else [])
     width = max(len(r[0]) for r in rows)
     print(f"\n{'target':<{width}}  {'measured':<72} result")
     for target, measured, ok in rows:
@@ -552,6 +648,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="the ring run's batch size (the preset's is larger): speed grows with it, memory does not")  # fmt: skip
     parser.add_argument("--no-memory", dest="memory", action="store_false", help="skip phase 3 (memory)")
     parser.add_argument("--cycles", type=int, help="start/stop cycles (default 10, quick 5)")
+    parser.add_argument("--no-app-vs-cli", dest="app_vs_cli", action="store_false", help="skip phase 4")
+    parser.add_argument("--only-app-vs-cli", action="store_true", help="phase 4 alone")
+    parser.add_argument("--warmup", type=float, default=3.0, help="phase 4: seconds trained before a window")
     args = parser.parse_args(argv)
     defaults = dict(rounds=(3, 1), window=(10.0, 6.0), long_iterations=(100_000, 5_000),
                     long_seconds=(240.0, 45.0), cycles=(10, 5))  # fmt: skip
@@ -577,27 +676,40 @@ def main(argv=None) -> None:
             p.chromium.launch(executable_path=nice_chromium(tmp), args=CHROMIUM_ARGS) if args.niced else None
         )
         context = normal.new_context(viewport=VIEWPORT)
-        server = Server(tmp / "runs-1", tmp / "server-1.log")
-        try:
-            print("1. throughput against watchers (pytorch-mlp on digits)", flush=True)
-            niced_pages = [niced.new_context(viewport=VIEWPORT).new_page() for _ in range(2)] if niced else []
-            watchers = Watchers(server.url, [context.new_page() for _ in range(2)], niced_pages)
-            windows, cold = throughput(server, watchers, context.new_page(), args)
-            print(f"  ({time.monotonic() - began:.0f} s so far)", flush=True)
-            print("2. Start to first grid (pytorch-mlp on digits, warm server)", flush=True)
-            grids = first_grids(server, context, args.tries)
-            print(f"  ({time.monotonic() - began:.0f} s so far)", flush=True)
-        finally:
-            server.close()
-        mem = None
-        if args.memory:
-            print("3. memory (ring preset, a fresh server)", flush=True)
-            server = Server(tmp / "runs-2", tmp / "server-2.log")
+        windows = cold = grids = mem = app = None
+        if not args.only_app_vs_cli:
+            server = Server(tmp / "runs-1", tmp / "server-1.log")
             try:
-                mem = memory(server, context.new_page(), args)
+                print("1. throughput against watchers (pytorch-mlp on digits)", flush=True)
+                niced_pages = (
+                    [niced.new_context(viewport=VIEWPORT).new_page() for _ in range(2)] if niced else []
+                )
+                watchers = Watchers(server.url, [context.new_page() for _ in range(2)], niced_pages)
+                windows, cold = throughput(server, watchers, context.new_page(), args)
+                print(f"  ({time.monotonic() - began:.0f} s so far)", flush=True)
+                print("2. Start to first grid (pytorch-mlp on digits, warm server)", flush=True)
+                grids = first_grids(server, context, args.tries)
+                print(f"  ({time.monotonic() - began:.0f} s so far)", flush=True)
             finally:
                 server.close()
-    report(summarise(windows), cold, grids, mem, args)
+            if args.memory:
+                print("3. memory (ring preset, a fresh server)", flush=True)
+                server = Server(tmp / "runs-2", tmp / "server-2.log")
+                try:
+                    mem = memory(server, context.new_page(), args)
+                finally:
+                    server.close()
+        if args.app_vs_cli:
+            print(
+                "4. the app against the CLI (pytorch-mlp on digits, one tab watching the app's run)",
+                flush=True,
+            )
+            server = Server(tmp / "runs-3", tmp / "server-3.log")
+            try:
+                app = app_vs_cli(server, context, args)
+            finally:
+                server.close()
+    report(summarise(windows) if windows else None, cold, grids, mem, app, args)
     print(
         f"\n(bench took {time.monotonic() - began:.0f} s; load average at the end "
         f"{', '.join(f'{x:.1f}' for x in os.getloadavg())}: other work on the machine slows every figure)"

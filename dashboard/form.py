@@ -18,6 +18,7 @@ from gan_core.presets import check_data, preset_settings
 from gan_core.storage import runs_root
 from gan_core.trainer import device_label, resolve_device
 
+from .registry import CPU_THREADS
 from .uploads import UploadError, extract_images
 
 CUSTOM = "custom"
@@ -144,6 +145,9 @@ def more_ui(values: dict, s: dict, k: str) -> None:
     values["seed"] = int(c4.number_input("Seed", value=int(s["seed"]), step=1, key=k + "seed"))
     devices = device_options()
     values["device"] = c4.selectbox("Device", list(devices), format_func=devices.get, key=k + "device")
+    threads = c4.number_input("CPU threads (0: automatic)", value=int(s["threads"] or 0), step=1, key=k + "threads",
+                              help=f"Torch's intra-op threads for a run on the CPU; automatic: {CPU_THREADS} here.")  # fmt: skip
+    values["threads"] = int(threads) or None
     values["hflip"] = c4.checkbox("Random horizontal flip", value=bool(s["hflip"]), key=k + "hflip")
 
 

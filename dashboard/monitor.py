@@ -217,5 +217,5 @@ def draw_more_charts(snap: Snapshot) -> None:
     if snap.quality_note:
         st.caption(f"Sample quality: {snap.quality_note}.")
     elif not len(snap.quality["iteration"]) and snap.active:
-        st.caption("Sample quality: measured every so often (under 5% of training time); the first measurement "
+        st.caption("Sample quality: measured every so often (about 2% of training time); the first measurement "
                    "comes once the data set's classifier is ready (trained once, then cached).")  # fmt: skip

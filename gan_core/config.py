@@ -100,7 +100,7 @@ class RunConfig:
     device: str = "auto"
     threads: int | None = None  # torch intra-op threads on CPU; None: all cores
     checkpoint_every: int = 1000
-    eval_every: int | None = None  # sample-quality metrics: None = automatic (~3% of training time), 0 = off
+    eval_every: int | None = None  # sample-quality metrics: None = automatic (~2% of training time), 0 = off
     data_dir: str = field(default_factory=lambda: os.environ.get("GAN_DATA_DIR", "data"))
 
     def __post_init__(self):

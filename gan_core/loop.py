@@ -287,8 +287,12 @@ class CheckpointHook(Hook):
 
 
 class QualityHook(Hook):
-    """Sample-quality metrics every so often. An image data set's classifier is prepared (trained once, then
-    cached) off the loop, on one low-priority CPU thread: a second thread pool would slow the training's own."""
+    """Sample-quality metrics every so often, within a budget of the training thread's CPU time.
+
+    An image data set's classifier is loaded from its cache on the training thread itself, when the first
+    measurement is due (about a second, charged to the budget). Only when it has never been trained on this
+    machine is it trained in a background thread on one low-priority CPU thread: any second thread pool beside
+    the training's own would slow it (bench/README.md)."""
 
     def __init__(self, loop: TrainingLoop):
         config = loop.config
@@ -297,11 +301,14 @@ class QualityHook(Hook):
         self.note: str | None = self.monitor.note  # why there are no quality metrics, if there are none
         self._stop, self._thread = threading.Event(), None
         self._folder, self._iteration = loop.folder, loop.iteration
-        if self.monitor.kind == "image" and config.eval_every != 0:
-            self._thread = threading.Thread(target=self._prepare, name="gan-quality", daemon=True)
+        # The budget counts CPU time of the thread that steps the loop: time paused, stopped or lent to other
+        # processes neither earns measurements nor is charged for them.
+        self._cpu_started = time.thread_time()
+        if self.monitor.kind == "image" and config.eval_every != 0 and not self.monitor.cached:
+            self._thread = threading.Thread(target=self._train_classifier, name="gan-quality", daemon=True)
             self._thread.start()
 
-    def _prepare(self) -> None:
+    def _train_classifier(self) -> None:
         with contextlib.suppress(AttributeError, OSError):  # Linux: this thread yields the cores to training
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
         threads = torch.get_num_threads()
@@ -311,14 +318,25 @@ class QualityHook(Hook):
         except InterruptedError:
             pass
         except Exception as exc:  # training goes on without the metrics; say why
-            self.note = f"quality metrics unavailable: {type(exc).__name__}: {exc}"
-            self._folder.log("quality", self._iteration, note=self.note)
+            self._unavailable(exc)
         finally:
             torch.set_num_threads(threads)  # torch keeps the count process-wide for threads started later
 
+    def _unavailable(self, exc: Exception) -> None:
+        self.note = f"quality metrics unavailable: {type(exc).__name__}: {exc}"
+        self._folder.log("quality", self._iteration, note=self.note)
+
     def after_step(self, loop: TrainingLoop, step: StepResult) -> None:
         self._iteration = step.iteration
-        if self.monitor.due(step.iteration, loop.recorder.session_seconds()):
+        if not self.monitor.wants(step.iteration, time.thread_time() - self._cpu_started):
+            return
+        if not self.monitor.ready and self._thread is None and self.note is None:
+            try:
+                self.monitor.prepare()  # cached: loaded here, on the training thread
+            except Exception as exc:
+                self._unavailable(exc)
+                return
+        if self.monitor.ready:
             loop.recorder.add_quality(step.iteration, self.monitor.measure(loop.trainer.generator))
 
     def close(self, loop: TrainingLoop) -> None:

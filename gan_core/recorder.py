@@ -58,10 +58,6 @@ class Recorder:
         self._t0 += seconds
         self._t_flush = time.monotonic()
 
-    def session_seconds(self) -> float:
-        """Training time since `start_clock`, pauses left out."""
-        return time.monotonic() - self._t0
-
     # ---- recording
 
     def add(self, step: StepResult, flip_prob: float) -> None:

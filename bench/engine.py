@@ -35,6 +35,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from anywhere without installing
 
+from gan_core.config import DEVICES  # noqa: E402
+from gan_core.folder import RunFolder  # noqa: E402
+
 LR, BETAS, Z_DIM, SEED = 2e-4, (0.5, 0.999), 100, 0
 BATCH = {"mlp": 100}  # the issue's own measurement; other architectures 64
 REPORT_SECONDS = 0.25  # the bare loop's report interval, as often as the engine flushes its metrics
@@ -44,8 +47,9 @@ MIN_ITERATIONS = 3  # the first iterations build kernels and caches: never time 
 # ---- the bare loop (this file with --bare, in its own process)
 
 
-def bare(arch: str, batch_size: int, device_name: str, standard: bool) -> None:
-    """The same models and optimiser in a plain loop; prints 'iteration seconds' every REPORT_SECONDS."""
+def bare(arch: str, batch_size: int, device_name: str, standard: bool, iterations: int | None = None) -> None:
+    """The same models and optimiser in a plain loop; prints 'iteration seconds' every REPORT_SECONDS; ends
+    after `iterations` (a whole-process timing) or never."""
     import torch
     import torch.nn.functional as F
 
@@ -70,7 +74,7 @@ def bare(arch: str, batch_size: int, device_name: str, standard: bool) -> None:
     bce = F.binary_cross_entropy_with_logits
     t0 = report = time.perf_counter()
     iteration = 0
-    while True:
+    while iteration != iterations:
         real = x[torch.randint(len(x), (batch_size,), device=device)].float() / 127.5 - 1.0
         fake = generator(torch.randn(batch_size, Z_DIM, device=device))
         loss_d = bce(discriminator(real)[0], ones) + bce(discriminator(fake.detach())[0], zeros)
@@ -163,7 +167,7 @@ def engine_side(arch: str, args, runs: Path, name: str) -> Side:
                "--iterations", "100000000", "--device", args.device, "--runs-dir", str(runs), "--name", name]  # fmt: skip
     if args.eval_every is not None:
         command += ["--eval-every", str(args.eval_every)]
-    return Side(command, metrics=runs / name / "metrics.csv")
+    return Side(command, metrics=RunFolder(runs / name).metrics_path)
 
 
 def bare_side(arch: str, args) -> Side:
@@ -174,8 +178,6 @@ def bare_side(arch: str, args) -> Side:
 
 def check_engine(run_dir: Path, code: int) -> None:
     """The point of the comparison is that the engine records as it trains: make sure it did, and stopped well."""
-    from gan_core.folder import RunFolder
-
     folder = RunFolder(run_dir)
     columns, rows = folder.read_metrics()
     state = folder.load_checkpoint()
@@ -219,7 +221,7 @@ def compare(arch: str, args, runs: Path) -> dict:
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    parser.add_argument("--device", default="auto", choices=DEVICES)
     parser.add_argument("--archs", default="mlp,dcgan28")
     parser.add_argument("--pairs", type=int, default=10, help="A/B pairs of slots per pair of processes")
     parser.add_argument("--processes", type=int, default=2, help="fresh pairs of processes")
@@ -235,7 +237,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--bare-standard", action="store_true", help="bare loop computes D's grads in G's step"
     )
-    parser.add_argument("--bare", metavar="ARCH", help=argparse.SUPPRESS)  # the worker: run the bare loop
+    parser.add_argument(
+        "--bare", metavar="ARCH", help="run the bare loop alone (the worker this bench starts)"
+    )
+    parser.add_argument("--bare-iterations", type=int, help="with --bare: end after this many iterations")
     args = parser.parse_args(argv)
     archs = args.archs.split(",")
     args.batch = {
@@ -248,7 +253,7 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     if args.bare:
         signal.signal(signal.SIGINT, lambda *_: sys.exit(0))
-        return bare(args.bare, args.batch[args.bare], args.device, args.bare_standard)
+        return bare(args.bare, args.batch[args.bare], args.device, args.bare_standard, args.bare_iterations)
     import torch
 
     from gan_core.trainer import device_label, resolve_device

@@ -31,24 +31,30 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gan_core.data import TOYS  # noqa: E402
+from gan_core.folder import Status  # noqa: E402
+from gan_core.loop import TrainingLoop  # noqa: E402
 from gan_core.metrics import evaluate_sampler  # noqa: E402
+from gan_core.plan import new_run  # noqa: E402
 from gan_core.presets import PRESETS, resolve  # noqa: E402
-from gan_core.run import start_run  # noqa: E402
 from gan_core.sampling import load_sampler  # noqa: E402
 from gan_core.trainer import resolve_device  # noqa: E402
 
 TOY_MINUTES, IMAGE_MINUTES = 5.0, 10.0
 
 
-def train(preset: str, minutes: float, device: str, runs_dir: Path):
+def train(preset: str, minutes: float, device: str, runs_dir: Path) -> tuple[TrainingLoop, float]:
+    """The preset's run, driven in this main thread as the CLI drives it, until done or out of time."""
     dataset = preset if preset in TOYS else "digits"
     config, knobs = resolve(preset, dataset=dataset, device=device, checkpoint_every=10**8)
-    run = start_run(config, knobs, runs_dir=runs_dir, name=preset)
-    began = time.monotonic()
-    while run.alive and time.monotonic() - began < minutes * 60:
-        time.sleep(1)
-    run.stop()
-    return run, time.monotonic() - began
+    loop = TrainingLoop(new_run(config, knobs, runs_dir=runs_dir, name=preset))
+    began, error = time.monotonic(), None
+    try:
+        while not loop.done and time.monotonic() - began < minutes * 60:
+            loop.step()
+    except Exception as exc:  # ends the run as failed (or diverged): the table says so
+        error = exc
+    loop.close(error)
+    return loop, time.monotonic() - began
 
 
 def verdict(preset: str, m: dict) -> str:
@@ -74,9 +80,9 @@ def row(preset: str, iterations: int, seconds: float, m: dict) -> str:
     return f"{preset:<13} {iterations:>7} it  {seconds / 60:5.1f} min  {values}  {verdict(preset, m)}"
 
 
-def trajectory(run, preset: str, points: int = 6) -> str:
+def trajectory(loop: TrainingLoop, preset: str, points: int = 6) -> str:
     """The run's own measurements along the way (about `points` of them, evenly spread): did it hold?"""
-    q = run.snapshot().quality
+    q = loop.recorder.quality.view()
     if not len(q["iteration"]):
         return "  (no measurements during the run)"
     toy = preset in TOYS
@@ -104,14 +110,14 @@ def main() -> None:
     lines = []
     for preset in args.presets.split(","):
         minutes = args.minutes or (TOY_MINUTES if preset in TOYS else IMAGE_MINUTES)
-        run, seconds = train(preset, minutes, args.device, runs_dir)
-        if run.status not in ("stopped", "finished"):
-            lines.append(f"{preset:<13} {run.iteration:>7} it  {run.status}: {run.reason}")
+        loop, seconds = train(preset, minutes, args.device, runs_dir)
+        if loop.status not in (Status.STOPPED, Status.FINISHED):
+            lines.append(f"{preset:<13} {loop.iteration:>7} it  {loop.status}: {loop.reason}")
         else:
-            metrics = evaluate_sampler(load_sampler(run.run_dir, device), device)
-            lines.append(row(preset, run.iteration, seconds, metrics))
+            metrics = evaluate_sampler(load_sampler(loop.folder.path, device), device)
+            lines.append(row(preset, loop.iteration, seconds, metrics))
         print(lines[-1], flush=True)
-        print(trajectory(run, preset), flush=True)
+        print(trajectory(loop, preset), flush=True)
     print("\n".join(["", "preset        iterations  wall   metrics at the end of the budget", *lines]))
 
 

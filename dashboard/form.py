@@ -16,7 +16,7 @@ from gan_core.config import LR_SCHEDULES, OPTIMIZERS
 from gan_core.data import DataFacts, data_facts
 from gan_core.presets import check_data, preset_settings
 from gan_core.storage import runs_root
-from gan_core.trainer import device_label, resolve_device
+from gan_core.trainer import available_devices, device_label, resolve_device
 
 from .registry import CPU_THREADS
 from .uploads import UploadError, extract_images
@@ -45,12 +45,13 @@ def form_settings(preset: str) -> dict:
 
 
 def device_options() -> dict[str, str]:
-    options = {"auto": f"auto — {device_label(resolve_device('auto'))}", "cpu": "CPU"}
-    if torch.cuda.is_available():
-        options["cuda"] = device_label(torch.device("cuda"))
-    if torch.backends.mps.is_available():
-        options["mps"] = "Apple MPS"
-    return options
+    """The devices that work here (config.DEVICES less those absent), labelled."""
+    return {
+        name: f"auto — {device_label(resolve_device('auto'))}"
+        if name == "auto"
+        else device_label(torch.device(name))
+        for name in available_devices()
+    }
 
 
 def config_ui() -> FormResult:

@@ -1,7 +1,14 @@
 """Shared fixtures: tiny data sets made in memory, a temporary runs folder."""
 
-import pytest
-import torch
+import os
+
+# Two test workers (pytest-xdist) share the cores: one torch thread each, set before torch reads it, so
+# neither's thread team fights the other's (subprocesses the tests start inherit it).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 from gan_core.data import Data, load_dataset
 
@@ -40,4 +47,4 @@ def wait_for(predicate, timeout: float = 20.0, interval: float = 0.01) -> bool:
 
 @pytest.fixture(autouse=True)
 def _few_threads():
-    torch.set_num_threads(2)
+    torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)

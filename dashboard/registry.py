@@ -12,8 +12,9 @@ import streamlit as st
 from gan_core import Knobs, Run, RunConfig, load_dataset, resume_run, start_run
 from gan_core.storage import runs_root
 
-# Intra-op threads for a run on the CPU: leave a core to Streamlit's server so the page stays live
-# and training speed stays steady (with every core, the two fight: 2-40 it/s measured on 2 cores).
+# Intra-op threads for a run on the CPU: leave a core to the server and the browser watching it. Measured on
+# 2 cores with a tab watching (bench/README.md, watch.py phase 4): 1 thread trains as fast as 2 and far more
+# steadily, since the page's work preempts one of two busy OpenMP workers and stalls the other.
 CPU_THREADS = max(1, (os.cpu_count() or 2) - 1)
 
 

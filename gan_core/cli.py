@@ -121,9 +121,13 @@ def _plan(args) -> plan.RunPlan:
 def drive(run: plan.RunPlan) -> Status:
     """Train in this thread until the run ends; progress on stderr every 2 s. Ctrl-C stops after the current
     iteration (checkpoint and metrics saved); a second Ctrl-C stops at once."""
-    loop = TrainingLoop(run)
     ctrl_c, error, shown, due = CtrlC(), None, 0, time.monotonic() + PROGRESS_SECONDS
     with ctrl_c:
+        try:  # a Ctrl-C while the networks are built stops before the first iteration
+            loop = TrainingLoop(run)
+        except Exception as exc:  # logged, with its traceback, in events.jsonl
+            print(f"failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return Status.FAILED
         try:
             while not loop.done and not ctrl_c.pressed:
                 loop.step(interrupted=ctrl_c.is_pressed)
@@ -260,6 +264,9 @@ def main(argv=None) -> int:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"error: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # before training began (loading data), or a second Ctrl-C as the loop started
+        print("error: interrupted", file=sys.stderr)
+        return 130
     except OSError as exc:  # a path that cannot be read or written
         print(
             f"error: {exc.filename or ''}: {exc.strerror or exc}".replace("error: : ", "error: "),

@@ -17,24 +17,17 @@ import math
 import os
 import re
 import shutil
-import socket
 import time
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import torch
 
-from . import storage
+from . import lock, storage
 from .config import ConfigError, Knobs, RunConfig, from_dict, to_json
-
-try:
-    import fcntl
-except ImportError:  # Windows
-    fcntl = None
-    import msvcrt
+from .lock import FolderLock, Owner
 
 CONFIG, METRICS, EVENTS, LOCK = "config.json", "metrics.csv", "events.jsonl", "lock"
 SAMPLES, CHECKPOINTS, LAST, PREVIOUS = "samples", "checkpoints", "last.pt", "previous.pt"
@@ -70,65 +63,6 @@ class CheckpointError(ConfigError):
 
 class RunLocked(ConfigError):
     """The folder is being trained by a live process."""
-
-
-class Owner(NamedTuple):
-    """Who holds a run folder's lock."""
-
-    pid: int | None
-    host: str
-    started: float
-
-    def __str__(self) -> str:
-        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.started)) if self.started else "?"
-        return f"process {self.pid or '?'} on {self.host or '?'} (since {since})"
-
-
-# ---- the lock primitives: an OS lock on the file, released by the OS when its process dies
-
-
-def _try_lock(fd: int, exclusive: bool = True) -> bool:
-    try:
-        if fcntl is not None:
-            fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
-        else:
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-        return True
-    except OSError:
-        return False
-
-
-def _unlock(fd: int) -> None:
-    if fcntl is not None:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-    else:
-        os.lseek(fd, 0, os.SEEK_SET)
-        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
-
-
-def _read_owner(fd: int) -> Owner | None:
-    os.lseek(fd, 0, os.SEEK_SET)
-    text = os.read(fd, 4096).decode(errors="replace")
-    try:
-        data = json.loads(text)
-        return Owner(int(data["pid"]), str(data["host"]), float(data["started"]))
-    except (ValueError, KeyError, TypeError):
-        return Owner(None, "", 0.0) if text.strip() else None
-
-
-class FolderLock:
-    """Held while a process trains into a folder; `stale` names a dead holder it took over from."""
-
-    def __init__(self, fd: int, stale: Owner | None):
-        self._fd, self.stale = fd, stale
-
-    def release(self) -> None:
-        if self._fd is None:
-            return
-        fd, self._fd = self._fd, None
-        os.ftruncate(fd, 0)  # empty: released cleanly (a dead holder leaves its name behind)
-        _unlock(fd)
-        os.close(fd)
 
 
 # ---- the folder
@@ -322,34 +256,15 @@ class RunFolder:
 
     def owner(self) -> Owner | None:
         """The live process training into this folder, if any (reads only; takes nothing)."""
-        try:
-            fd = os.open(self.path / LOCK, os.O_RDONLY)
-        except OSError:
-            return None
-        try:
-            if _try_lock(fd, exclusive=False):
-                _unlock(fd)
-                return None
-            return _read_owner(fd) or Owner(None, "", 0.0)
-        finally:
-            os.close(fd)
+        return lock.holder(self.path / LOCK)
 
     def lock(self) -> FolderLock:
         """Become the folder's one writer; RunLocked (naming the holder) when a live process trains into it."""
-        fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-        if not _try_lock(fd):
-            holder = _read_owner(fd) or Owner(None, "", 0.0)
-            os.close(fd)
-            raise RunLocked(f"run {self.name} is training in {holder}: one process trains into a folder at a "
+        taken = lock.take(self.path / LOCK)
+        if isinstance(taken, Owner):
+            raise RunLocked(f"run {self.name} is training in {taken}: one process trains into a folder at a "
                             "time; stop that one first")  # fmt: skip
-        stale = _read_owner(fd)
-        os.ftruncate(fd, 0)
-        os.lseek(fd, 0, os.SEEK_SET)
-        os.write(
-            fd,
-            json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}).encode(),
-        )
-        return FolderLock(fd, stale)
+        return taken
 
     def delete(self) -> None:
         owner = self.owner()

@@ -88,7 +88,10 @@ class TrainingLoop:
                 self._restore(plan.checkpoint)
             self.quality = QualityHook(self)
         except BaseException as exc:  # the run ends before its first step, with the reason logged
-            self._fail(exc)
+            if isinstance(exc, KeyboardInterrupt):
+                self._set_status(Status.STOPPED, "interrupted before its first iteration")
+            else:
+                self._fail(exc)
             plan.lock.release()
             raise
         self.hooks = (self.quality, MetricsHook(), GridHook(), CheckpointHook(), *hooks)

@@ -318,3 +318,19 @@ def test_resume_over_a_damaged_last_checkpoint_uses_the_previous_one_and_says_so
     assert (folder.checkpoint.parent / "damaged-last.pt").read_bytes() == damaged  # kept aside for a look
     columns, rows = folder.read_metrics()
     assert rows[:, columns.index("iteration")].tolist() == [1, 2, 3, 4, 5, 6]  # rows 3-4 trained again
+
+
+def test_a_run_that_fails_before_its_first_step_is_one_line_and_exit_1(tmp_path, monkeypatch):
+    import gan_core.loop
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(gan_core.loop, "Trainer", broken)
+    code, out, err = cli(
+        "train", "--preset", "ring", "--iterations", 3, "--runs-dir", tmp_path, "--name", "run"
+    )
+    assert code == 1 and "Traceback" not in err and out.strip() == str(tmp_path / "run")
+    assert err.strip().splitlines()[-1] == "failed: RuntimeError: CUDA out of memory (simulated)"
+    folder = RunFolder(tmp_path / "run")
+    assert folder.owner() is None and any(e["event"] == "traceback" for e in folder.read_events())

@@ -201,10 +201,7 @@ def draw_buttons(run: Run, snap: Snapshot) -> None:
                  help="Continue a stopped run from its last checkpoint", width="stretch"):  # fmt: skip
         try:
             registry().resume(snap.run_dir)
-        except (
-            ConfigError,
-            DataError,
-        ) as exc:  # another tab or process trains it, or its checkpoint is damaged
+        except (ConfigError, DataError) as exc:  # another tab or process trains it, or a damaged checkpoint
             st.error(f"Cannot continue {snap.run_dir.name}: {str(exc).splitlines()[0]}")
 
 

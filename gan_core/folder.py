@@ -242,9 +242,9 @@ class RunFolder:
 
     # ---- status, ownership
 
-    def logged_status(self) -> tuple[Status | None, str]:
-        """The last status events.jsonl records, with its reason."""
-        for event in reversed(self.read_events()):
+    def logged_status(self, events: list[dict] | None = None) -> tuple[Status | None, str]:
+        """The last status events.jsonl records (or `events`, read from it already), with its reason."""
+        for event in reversed(self.read_events() if events is None else events):
             status = event.get("status")
             if (
                 event.get("event") == "status"
@@ -321,7 +321,7 @@ class RunInfo:
 def run_info(folder: RunFolder) -> RunInfo:
     config, _ = folder.read_config()
     events = folder.read_events()
-    status, reason = folder.logged_status()
+    status, reason = folder.logged_status(events)
     owner = folder.owner()
     if status is not None and status.active and owner is None:
         status, reason = Status.INTERRUPTED, f"its process ended while it was {status}: killed or crashed"

@@ -200,15 +200,13 @@ class TrainingLoop:
     def save(self) -> None:
         """Checkpoint now, atomically, once the metrics up to now are known to be finite."""
         self.flush()
-        rotate = (
-            self.last_saved != self.iteration
-        )  # a second save at one iteration keeps the older previous.pt
-        self.folder.save_checkpoint({
+        state = {
             "trainer": self.trainer.state_dict(), "iteration": self.iteration, "epoch": self.trainer.epoch,
             "elapsed_s": float(self.recorder.history.last().get("elapsed_s", 0.0)), "knobs": asdict(self.knobs),
-            "config": asdict(self.config), "spec": asdict(self.trainer.spec),
-            "bounds": self.bounds,
-        }, rotate=rotate)  # fmt: skip
+            "config": asdict(self.config), "spec": asdict(self.trainer.spec), "bounds": self.bounds,
+        }  # fmt: skip
+        # a second save at one iteration overwrites last.pt alone: previous.pt stays the older checkpoint
+        self.folder.save_checkpoint(state, rotate=self.last_saved != self.iteration)
         self.last_saved, self._saved_at = self.iteration, time.monotonic()
 
     def seconds_since_save(self) -> float:

@@ -313,9 +313,6 @@ class QualityMonitor:
             return iteration % self.every == 0
         return self.spent + self.cost <= self.budget * training_seconds  # this one included, still in budget
 
-    def due(self, iteration: int, training_seconds: float) -> bool:
-        return self.ready and self.wants(iteration, training_seconds)
-
     @torch.no_grad()
     def measure(self, generator: nn.Module) -> dict[str, float]:
         """Metrics of the generator (put in eval mode for the measurement) on the fixed evaluation latents."""

@@ -43,7 +43,7 @@ def new_run(
     Raises ConfigError (bad settings) or DataError (data that cannot be loaded) before anything is written.
     """
     check_compatible(config, knobs)
-    resolve_device(config.device)
+    device = resolve_device(config.device)
     root = runs_root(runs_dir)
     name = name or timestamp_name(config.preset or config.arch, config.dataset)
     RunFolder.check_new(root, name)
@@ -52,7 +52,7 @@ def new_run(
     folder = RunFolder.create(root, name)
     lock = folder.lock()
     folder.write_config(config, knobs)
-    folder.log("start", 0, device=str(resolve_device(config.device)), samples=len(data), skipped=data.skipped)
+    folder.log("start", 0, device=str(device), samples=len(data), skipped=data.skipped)
     return RunPlan(folder, config, knobs, data, lock)
 
 
@@ -83,7 +83,7 @@ def resume(
         iterations=iterations if iterations is not None else max(config.iterations, done),
         device=device or config.device, threads=threads or config.threads,
     )  # fmt: skip
-    resolve_device(config.device)
+    device = resolve_device(config.device)
     data = load_dataset(config.dataset, ARCHS[config.arch].image_size, config.data_dir)
     check_data(config, data.facts)
     _check_fits(checkpoint, data, folder)
@@ -94,9 +94,7 @@ def resume(
     if lock.stale is not None:
         notes += (f"took over the folder's lock from {lock.stale}, which ended without releasing it",)
     folder.write_config(config, start_knobs)
-    folder.log(
-        "resume", done, from_iteration=done, device=str(resolve_device(config.device)), notes=list(notes)
-    )
+    folder.log("resume", done, from_iteration=done, device=str(device), notes=list(notes))
     return RunPlan(folder, config, knobs, data, lock, checkpoint, notes)
 
 

@@ -45,12 +45,11 @@ def available_devices() -> tuple[str, ...]:
 def resolve_device(name: str = "auto") -> torch.device:
     """'auto' picks CUDA, else Apple MPS, else the CPU; a device absent here is a ConfigError."""
     check_choice("device", name, DEVICES)
-    if name not in available_devices():
-        raise ConfigError(f"device {name!r} is not available here: allowed {', '.join(available_devices())}")
+    available = available_devices()
+    if name not in available:
+        raise ConfigError(f"device {name!r} is not available here: allowed {', '.join(available)}")
     if name == "auto":
-        return torch.device(
-            "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
-        )
+        name = next((device for device in ("cuda", "mps") if device in available), "cpu")
     return torch.device(name)
 
 

@@ -99,6 +99,7 @@ class RunConfig:
     seed: int = 0
     device: str = "auto"
     threads: int | None = None  # torch intra-op threads on CPU; None: all cores
+    nproc: int = 1  # processes training the run together (torchrun); each D update sees nproc x batch_size
     checkpoint_every: int = 1000
     eval_every: int | None = None  # sample-quality metrics: None = automatic (~2% of training time), 0 = off
     data_dir: str = field(default_factory=lambda: os.environ.get("GAN_DATA_DIR", "data"))
@@ -124,6 +125,7 @@ class RunConfig:
         check_choice("device", self.device, DEVICES)
         if self.threads is not None:
             check_range("threads", self.threads, 1, 256, integer=True)
+        check_range("nproc", self.nproc, 1, 1024, integer=True)
         check_range("checkpoint_every", self.checkpoint_every, 1, 100_000_000, integer=True)
         if self.eval_every is not None:
             check_range("eval_every", self.eval_every, 0, 100_000_000, integer=True)
@@ -139,7 +141,9 @@ class RunConfig:
 
 
 def to_json(config: RunConfig, knobs: Knobs) -> str:
-    return json.dumps({"config": dataclasses.asdict(config), "knobs": dataclasses.asdict(knobs)}, indent=2)
+    effective_batch = config.batch_size * config.nproc  # what one D update sees, over all processes
+    return json.dumps({"config": dataclasses.asdict(config), "knobs": dataclasses.asdict(knobs),
+                       "effective_batch": effective_batch}, indent=2)  # fmt: skip
 
 
 def from_dict(data: dict) -> tuple[RunConfig, Knobs]:

@@ -6,6 +6,8 @@
     RUN/samples/iter_0000100.png
     RUN/checkpoints/last.pt, previous.pt
     RUN/lock               held by the process that trains into the folder (its pid and host inside)
+    RUN/heartbeat.json     written every second by the live run: process, host, iteration, status, knobs
+    RUN/control/           requests from any process (ID.json) and the run's replies (ID.reply)
 
 Nothing else in the project spells a path inside a run folder.
 """
@@ -25,11 +27,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import lock, storage
+from . import control, export, lock, storage
 from .config import ConfigError, Knobs, RunConfig, from_dict, to_json
 from .lock import FolderLock, Owner
 
 CONFIG, METRICS, EVENTS, LOCK = "config.json", "metrics.csv", "events.jsonl", "lock"
+HEARTBEAT, CONTROL = "heartbeat.json", "control"
 SAMPLES, CHECKPOINTS, LAST, PREVIOUS = "samples", "checkpoints", "last.pt", "previous.pt"
 GRID_NAME = re.compile(r"iter_(\d+)\.png")
 MAX_NAME = 100  # characters of a run folder's name
@@ -170,6 +173,9 @@ class RunFolder:
     def grid_path(self, iteration: int) -> Path:
         return self.path / SAMPLES / f"iter_{iteration:07d}.png"
 
+    def save_grid(self, image: np.ndarray, iteration: int) -> None:
+        export.save_png(image, self.grid_path(iteration))
+
     def grids(self) -> list[tuple[int, Path]]:
         """The saved grids as (iteration, path), in order."""
         found = [(int(m.group(1)), p) for p in (self.path / SAMPLES).glob("iter_*.png")
@@ -266,11 +272,64 @@ class RunFolder:
                             "time; stop that one first")  # fmt: skip
         return taken
 
+    # ---- the control channel: heartbeat out, requests in
+
+    def channel(self) -> control.Channel:
+        """The training side's end of the control channel."""
+        return control.Channel(self.path / CONTROL, self.path / HEARTBEAT)
+
+    def heartbeat(self) -> dict:
+        """What the live run last said of itself (empty if nothing), with its age in seconds (`age_s`)."""
+        return control.read_heartbeat(self.path / HEARTBEAT)
+
+    def live(self, beat: dict | None = None) -> bool:
+        """A process trains into this folder: it holds the lock, or (another host, where the lock may not be
+        seen) its heartbeat is fresh."""
+        beat = self.heartbeat() if beat is None else beat
+        return self.owner() is not None or (bool(beat) and beat["age_s"] < control.STALE_SECONDS
+                                            and beat.get("status") in ("running", "paused"))  # fmt: skip
+
+    def send(self, kind: str, value: object = None) -> control.Request:
+        """Ask the live run to do something (ConfigError for a bad value or a folder with no live run)."""
+        control.check_request(kind, value)
+        if not self.live():
+            status, _ = self.logged_status()
+            raise ConfigError(f"{self.path} has no live run (its log says {status or 'nothing'}): "
+                              "a request needs a run that is training or paused")  # fmt: skip
+        return control.send(self.path / CONTROL, kind, value)
+
+    def reply(self, request: control.Request, timeout: float = 0.0) -> control.Reply | None:
+        """The run's reply to a request; with a timeout, wait for it while the run lives."""
+        directory = self.path / CONTROL
+        if timeout <= 0:
+            return control.reply_of(directory, request)
+        return control.wait_reply(directory, request, timeout, alive=self.live)
+
     def delete(self) -> None:
         owner = self.owner()
         if owner is not None:
             raise RunLocked(f"run {self.name} is training in {owner}: stop it before deleting it")
         shutil.rmtree(self.path)
+
+
+class FollowerFolder(RunFolder):
+    """The run folder as the processes of a group other than the first see it: they train into the same run but
+    write nothing (the first process writes every file)."""
+
+    def write_config(self, config: RunConfig, knobs: Knobs) -> None:
+        pass
+
+    def write_metrics(self, columns, rows: np.ndarray, append: bool = True) -> None:
+        pass
+
+    def append_event(self, event: dict) -> None:
+        pass
+
+    def save_grid(self, image: np.ndarray, iteration: int) -> None:
+        pass
+
+    def save_checkpoint(self, state: dict, rotate: bool = True) -> None:
+        pass
 
 
 def _load_problem(exc: Exception) -> str:
@@ -316,14 +375,15 @@ class RunInfo:
     elapsed_s: float
     created: float
     owner: Owner | None
+    heartbeat: dict  # what the live run last said of itself (pid, pids, host, age_s ...); {} if none
 
 
 def run_info(folder: RunFolder) -> RunInfo:
     config, _ = folder.read_config()
     events = folder.read_events()
     status, reason = folder.logged_status(events)
-    owner = folder.owner()
-    if status is not None and status.active and owner is None:
+    owner, beat = folder.owner(), folder.heartbeat()
+    if status is not None and status.active and not folder.live(beat):
         status, reason = Status.INTERRUPTED, f"its process ended while it was {status}: killed or crashed"
     last = folder.last_metrics()
     iteration, created = last.get("iteration", 0.0), events[0].get("time") if events else None
@@ -333,7 +393,7 @@ def run_info(folder: RunFolder) -> RunInfo:
         target=config.iterations, score_g=last.get("score_g", math.nan), score_d=last.get("score_d", math.nan),
         elapsed_s=last.get("elapsed_s", 0.0),
         created=created if isinstance(created, (int, float)) else (folder.path / CONFIG).stat().st_mtime,
-        owner=owner,
+        owner=owner, heartbeat=beat,
     )  # fmt: skip
 
 

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from .config import Knobs
-from .export import picture, save_png
+from .export import picture
 from .folder import Status
 from .losses import LOSSES
 from .metrics import QualityMonitor
@@ -55,6 +55,10 @@ class Diverged(Exception):
     """A loss became NaN or infinite; the message says which, when, and what checkpoint is kept."""
 
 
+class Interrupted(Exception):
+    """The run cannot go on, though nothing is wrong with it (another process of its group ended)."""
+
+
 class Hook:
     """Something done after each step and when the loop closes; subclasses override what they need."""
 
@@ -70,6 +74,8 @@ class TrainingLoop:
 
     def __init__(self, plan: RunPlan, hooks: tuple[Hook, ...] = ()):
         self.plan, self.folder, self.config, self.data = plan, plan.folder, plan.config, plan.data
+        self.group = plan.group  # one of N processes training this run (torchrun), or None
+        self.main = self.group is None or self.group.main  # the process that writes the folder
         self.knobs = plan.knobs
         self.iteration = plan.start_iteration
         self.events: tuple[dict, ...] = ()  # knob changes, as logged (the curves mark them)
@@ -78,12 +84,16 @@ class TrainingLoop:
         self.last_saved: int | None = None  # iteration of the last checkpoint written from finite metrics
         self._state = (Status.RUNNING, "starting")
         try:
-            self.device = resolve_device(self.config.device)
+            self.device = self.group.device if self.group else resolve_device(self.config.device)
             # set in the thread that steps the loop: torch keeps its thread count per thread
             if self.device.type == "cpu":
                 torch.set_num_threads(self.config.threads or DEFAULT_THREADS)
-            self.trainer = Trainer(self.config, self.knobs, self.data, self.device)
-            self.recorder = Recorder(self.folder, self.config.batch_size, LOSSES[self.config.loss].critic)
+            replicas = self.group.replicas() if self.group else None
+            self.trainer = Trainer(self.config, self.knobs, self.data, self.device, replicas)
+            world = self.trainer.world
+            self.recorder = Recorder(
+                self.folder, self.config.batch_size * world, LOSSES[self.config.loss].critic
+            )
             if plan.checkpoint is not None:
                 self._restore(plan.checkpoint)
             self.quality = QualityHook(self)
@@ -92,13 +102,15 @@ class TrainingLoop:
                 self._set_status(Status.STOPPED, "interrupted before its first iteration")
             else:
                 self._fail(exc)
-            plan.lock.release()
+            plan.release()
             raise
-        self.hooks = (self.quality, MetricsHook(), GridHook(), CheckpointHook(), *hooks)
+        # only the process that writes the folder draws grids and measures sample quality
+        writing = (self.quality, GridHook()) if self.main else ()
+        self.hooks = (*writing, MetricsHook(), CheckpointHook(), *hooks)
         self._saved_at = time.monotonic()
         self.recorder.start_clock()
         self._set_status(Status.RUNNING, "")
-        if self.iteration:  # resumed: show where it stands before the next grid is due
+        if self.iteration and self.main:  # resumed: show where it stands before the next grid is due
             self.sample()
 
     def _restore(self, checkpoint: dict) -> None:
@@ -171,8 +183,16 @@ class TrainingLoop:
     # ---- metrics, samples, checkpoints
 
     def flush(self) -> None:
-        """Record the pending metrics (one device sync); Diverged if a loss among them is not finite."""
-        bad = self.recorder.flush()
+        """Record the pending metrics (one device sync); Diverged if a loss among them is not finite.
+        In a group, rows are recorded only as the mean over its processes, at a boundary (`record`): a flush
+        between boundaries (an interruption) drops them."""
+        block = self.recorder.take()
+        if block is not None and self.group is None:
+            self.record(block)
+
+    def record(self, block: Tensor) -> None:
+        """Record the rows last taken from the recorder with these metrics (n, 6); Diverged as in flush."""
+        bad = self.recorder.record(block)
         if bad is None:
             return
         kept = (f"the last good checkpoint (iteration {self.last_saved}) is kept" if self.last_saved is not None
@@ -193,13 +213,16 @@ class TrainingLoop:
             image = picture(samples, real=real, field=field, bounds=bounds)
         else:
             image = picture(samples, 10 if ARCHS[self.config.arch].conditional else None)
-        save_png(image, self.folder.grid_path(self.iteration))
+        self.folder.save_grid(image, self.iteration)
         self.grid = Grid(image, self.iteration, points)
         return self.grid
 
     def save(self) -> None:
         """Checkpoint now, atomically, once the metrics up to now are known to be finite."""
         self.flush()
+        if self.group is not None:  # every checkpoint checks that the processes still hold the same weights
+            identical = self.group.check_replicas(self.trainer)
+            self.folder.log("replicas", self.iteration, processes=self.group.world, identical=identical)
         state = {
             "trainer": self.trainer.state_dict(), "iteration": self.iteration, "epoch": self.trainer.epoch,
             "elapsed_s": float(self.recorder.history.last().get("elapsed_s", 0.0)), "knobs": asdict(self.knobs),
@@ -227,7 +250,7 @@ class TrainingLoop:
             for hook in self.hooks:
                 hook.close(self)
             self.trainer.release()
-            self.plan.lock.release()
+            self.plan.release()
         return self.status
 
     def _end(self, error: BaseException | None) -> None:
@@ -240,6 +263,13 @@ class TrainingLoop:
                 else "no checkpoint"
             )
             self._set_status(Status.STOPPED, f"interrupted at once at iteration {self.iteration} ({kept})")
+        elif isinstance(error, Interrupted):
+            kept = (
+                f"last good checkpoint: iteration {self.last_saved}"
+                if self.last_saved is not None
+                else "no checkpoint"
+            )
+            self._set_status(Status.INTERRUPTED, f"{error} at iteration {self.iteration} ({kept})")
         elif error is not None:
             raise error
         else:
@@ -264,7 +294,9 @@ class MetricsHook(Hook):
 
     def after_step(self, loop: TrainingLoop, step: StepResult) -> None:
         loop.recorder.add(step, loop.knobs.flip_prob)
-        if loop.recorder.due:
+        if (
+            loop.group is None and loop.recorder.due
+        ):  # a group records at the boundaries its processes agree on
             loop.flush()
 
 
@@ -277,10 +309,11 @@ class GridHook(Hook):
 
 
 class CheckpointHook(Hook):
-    """A checkpoint every checkpoint_every iterations, and at least every CHECKPOINT_SECONDS."""
+    """A checkpoint every checkpoint_every iterations, and at least every CHECKPOINT_SECONDS. (In a group of
+    processes the driver saves instead, at a boundary, once the metrics up to it are agreed.)"""
 
     def after_step(self, loop: TrainingLoop, step: StepResult) -> None:
-        if (
+        if loop.group is None and (
             step.iteration % loop.config.checkpoint_every == 0
             or loop.seconds_since_save() > CHECKPOINT_SECONDS
         ):

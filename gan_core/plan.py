@@ -7,14 +7,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .config import ConfigError, Knobs, RunConfig
 from .data import Data, load_dataset
-from .folder import FolderLock, RunFolder, RunLocked
+from .folder import FolderLock, FollowerFolder, RunFolder, RunLocked
 from .models import ARCHS
 from .presets import check_compatible, check_data
 from .storage import runs_root, timestamp_name
 from .trainer import resolve_device
+
+if TYPE_CHECKING:
+    from .distributed import Group
 
 
 @dataclass
@@ -25,13 +29,18 @@ class RunPlan:
     config: RunConfig
     knobs: Knobs  # in force at the start (on resume: the checkpoint's)
     data: Data
-    lock: FolderLock
+    lock: FolderLock | None  # None in the processes of a group other than the first: they write nothing
     checkpoint: dict | None = None
     notes: tuple[str, ...] = ()  # what the user should hear: a damaged checkpoint passed over, a stale lock
+    group: Group | None = None  # one of N processes training the run together (torchrun)
 
     @property
     def start_iteration(self) -> int:
         return int(self.checkpoint["iteration"]) if self.checkpoint is not None else 0
+
+    def release(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
 
 
 def new_run(
@@ -49,20 +58,24 @@ def new_run(
     RunFolder.check_new(root, name)
     data = data or load_dataset(config.dataset, ARCHS[config.arch].image_size, config.data_dir)
     check_data(config, data.facts)
+    _check_share(config, data)
     folder = RunFolder.create(root, name)
     lock = folder.lock()
     folder.write_config(config, knobs)
-    folder.log("start", 0, device=str(device), samples=len(data), skipped=data.skipped)
+    folder.log(
+        "start", 0, device=str(device), samples=len(data), skipped=data.skipped, processes=config.nproc
+    )
     return RunPlan(folder, config, knobs, data, lock)
 
 
 def resume(
-    run_dir: str | Path, iterations: int | None = None, device: str | None = None, threads: int | None = None
-) -> RunPlan:
+    run_dir: str | Path, iterations: int | None = None, device: str | None = None, threads: int | None = None,
+    nproc: int = 1,
+) -> RunPlan:  # fmt: skip
     """Continue a stopped, finished or crashed run from its checkpoint, up to `iterations` in total.
 
-    Only what may change on resume changes: the total iterations, the device, the CPU threads. The last
-    checkpoint is used, or the previous one when the last is damaged (a note says so).
+    Only what may change on resume changes: the total iterations, the device, the CPU threads, the number of
+    processes. The last checkpoint is used, or the previous one when the last is damaged (a note says so).
     """
     folder = RunFolder.open(run_dir)
     config, start_knobs = folder.read_config()
@@ -81,11 +94,12 @@ def resume(
         )
     config = config.replace(
         iterations=iterations if iterations is not None else max(config.iterations, done),
-        device=device or config.device, threads=threads or config.threads,
+        device=device or config.device, threads=threads or config.threads, nproc=nproc,
     )  # fmt: skip
     device = resolve_device(config.device)
     data = load_dataset(config.dataset, ARCHS[config.arch].image_size, config.data_dir)
     check_data(config, data.facts)
+    _check_share(config, data)
     _check_fits(checkpoint, data, folder)
     lock = folder.lock()
     if note:  # resuming from previous.pt: the damaged last.pt must not become the next previous.pt
@@ -96,6 +110,24 @@ def resume(
     folder.write_config(config, start_knobs)
     folder.log("resume", done, from_iteration=done, device=str(device), notes=list(notes))
     return RunPlan(folder, config, knobs, data, lock, checkpoint, notes)
+
+
+def follow(shared: dict, group: Group) -> RunPlan:
+    """The run the group's first process planned (`shared`: its folder, settings and checkpoint), for another
+    process of the group: it loads the same data and writes nothing."""
+    config, knobs = RunConfig(**shared["config"]), Knobs(**shared["knobs"])
+    data = load_dataset(config.dataset, ARCHS[config.arch].image_size, config.data_dir)
+    return RunPlan(
+        FollowerFolder(shared["path"]), config, knobs, data, None, shared["checkpoint"], group=group
+    )
+
+
+def _check_share(config: RunConfig, data: Data) -> None:
+    """Each of nproc processes takes its own batch_size samples of every global batch."""
+    if config.batch_size * config.nproc > len(data):
+        raise ConfigError(f"batch_size {config.batch_size} x {config.nproc} processes = "
+                          f"{config.batch_size * config.nproc} is more than the {len(data):,} samples of "
+                          f"{data.name}: allowed batch_size [1, {len(data) // config.nproc}]")  # fmt: skip
 
 
 def _check_fits(checkpoint: dict, data: Data, folder: RunFolder) -> None:

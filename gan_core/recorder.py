@@ -38,11 +38,13 @@ class Recorder:
     keeps the compact in-memory history (and a sparse one of the quality metrics), appends metrics.csv."""
 
     def __init__(self, folder: RunFolder, batch_size: int, critic: bool):
+        """batch_size: images one D update sees in all (N processes: N x the batch size), for images/s."""
         self.folder, self.batch_size, self.critic = folder, batch_size, critic
         self.history = History(COLUMNS)
         self.quality = History(QUALITY_TABLE, capacity=64)
         self.images_per_s = 0.0
         self._pending: list[_Pending] = []
+        self._taken: list[_Pending] = []
         self._pending_quality: dict[int, dict] = {}
         self._t0 = self._t_flush = time.monotonic()
         self._elapsed_base = 0.0
@@ -71,13 +73,22 @@ class Recorder:
     def due(self) -> bool:
         return len(self._pending) >= FLUSH_ROWS or time.monotonic() - self._t_flush > FLUSH_SECONDS
 
-    def flush(self) -> NonFinite | None:
-        """Record pending rows; returns the first non-finite loss among them, if any."""
+    def take(self) -> torch.Tensor | None:
+        """The pending rows' device metrics as one (n, 6) tensor, to `record` (after a mean over processes)."""
         if not self._pending:
             return None
-        # (n, 6), read back in one sync
-        values = torch.stack([p.step.metrics for p in self._pending]).float().cpu().numpy()
-        pending, self._pending = self._pending, []
+        self._taken, self._pending = self._pending, []
+        return torch.stack([p.step.metrics for p in self._taken])
+
+    def flush(self) -> NonFinite | None:
+        """Record pending rows; returns the first non-finite loss among them, if any."""
+        block = self.take()
+        return None if block is None else self.record(block)
+
+    def record(self, block: torch.Tensor) -> NonFinite | None:
+        """Record the rows last taken with these metrics (n, 6); the first non-finite loss among them, if any."""
+        values = block.float().cpu().numpy()  # one sync
+        pending, self._taken = self._taken, []
         rows = self._rows(values, pending)
         quality_rows = np.full((len(rows), len(QUALITY_COLUMNS)), np.nan, np.float32)
         for i, p in enumerate(pending):

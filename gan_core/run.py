@@ -11,17 +11,16 @@ import math
 import queue
 import signal
 import threading
-import time
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 
 from . import plan as plans
 from .config import ConfigError, Knobs, RunConfig
 from .data import Data
+from .driver import Command, Driver
 from .folder import Status
 from .history import COLUMNS, History
 from .loop import TrainingLoop
@@ -30,7 +29,6 @@ from .recorder import QUALITY_TABLE
 from .trainer import device_label, resolve_device
 
 _RUNS: weakref.WeakSet[Run] = weakref.WeakSet()
-PAUSED_POLL_SECONDS = 0.5  # while paused, the thread wakes this often even if no command comes
 
 
 @atexit.register
@@ -69,11 +67,6 @@ class Snapshot:
         return self.status.active
 
 
-class Command(NamedTuple):
-    kind: str  # knobs | pause | continue | step | stop | save
-    value: object = None
-
-
 class Run:
     """One training run in its own thread. Create it with `start_run` or `resume_run`."""
 
@@ -85,7 +78,6 @@ class Run:
         self._knobs_lock = threading.Lock()
         self._commands: queue.SimpleQueue[Command] = queue.SimpleQueue()
         self._stopping = False
-        self._paused, self._steps = False, 0  # the training thread's own
         self._loop: TrainingLoop | None = None
         self._ended: tuple[Status, str] | None = None  # set when the loop could not even be built
         self._done = threading.Event()
@@ -135,7 +127,7 @@ class Run:
         if not self.alive:
             return self.plan.folder.has_checkpoint()
         done = threading.Event()
-        self._commands.put(Command("save", done))
+        self._commands.put(Command("save", done=lambda iteration, error: done.set()))
         return done.wait(timeout) and self.plan.folder.has_checkpoint()
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -205,66 +197,28 @@ class Run:
             self._ended = (Status.FAILED, f"{type(exc).__name__}: {exc}")
             self._done.set()
             return
-        error = None
+        driver, error = Driver(loop, inbox=self._commands, stop_requested=self._stop_requested), None
         try:
-            self._train(loop)
+            driver.run()
         except BaseException as exc:
             error = exc
         finally:
-            loop.close(error)
-            for command in self._drain():
-                if command.kind == "save":
-                    command.value.set()  # the final checkpoint is written: nobody waits in vain
+            driver.close(error)
+            self._refuse_waiting()
             self._done.set()
-
-    def _train(self, loop: TrainingLoop) -> None:
-        while not loop.done:
-            waited = time.monotonic()
-            commands = self._drain(block=self._paused and not self._steps)
-            for command in commands:
-                self._apply(loop, command)
-            if any(command.kind == "stop" for command in commands):
-                return
-            if self._paused:
-                loop.skip_time(time.monotonic() - waited)  # elapsed time leaves pauses out
-                if not self._steps:
-                    continue
-                self._steps -= 1
-            loop.step(interrupted=self._stop_requested)
-            if self._paused and not self._steps:
-                loop.flush()  # a step taken while paused shows at once
-
-    def _apply(self, loop: TrainingLoop, command: Command) -> None:
-        """One command, at an iteration's boundary (the training thread's own state: no lock needed)."""
-        if command.kind == "knobs":
-            loop.set_knobs(command.value)
-        elif command.kind == "pause" and not self._paused:
-            self._paused = True
-            loop.pause()
-        elif command.kind == "continue" and self._paused:
-            self._paused, self._steps = False, 0
-            loop.unpause()
-        elif command.kind == "step" and self._paused:
-            self._steps += command.value
-        elif command.kind == "save":
-            try:
-                loop.save()
-            finally:
-                command.value.set()
 
     def _stop_requested(self) -> bool:
         return self._stopping
 
-    def _drain(self, block: bool = False) -> list[Command]:
-        """Every command waiting; with block, wait (up to PAUSED_POLL_SECONDS) for at least one."""
-        commands = []
-        try:
-            if block:
-                commands.append(self._commands.get(timeout=PAUSED_POLL_SECONDS))
-            while True:
-                commands.append(self._commands.get_nowait())
-        except queue.Empty:
-            return commands
+    def _refuse_waiting(self) -> None:
+        """Commands that came too late are told so (a save's waiter: the final checkpoint is written)."""
+        while True:
+            try:
+                command = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            if command.done is not None:
+                command.done(self.iteration, "the run has ended")
 
 
 # ---- starting and resuming

@@ -86,17 +86,43 @@ def fixed_latents(config: RunConfig, data: Data) -> tuple[Tensor, Tensor | None]
     return torch.randn(n, config.z_dim, generator=gen), labels
 
 
-class Trainer:
-    """Owns the models, optimisers, data and random state of one run; `iteration()` trains one step."""
+class Replicas(NamedTuple):
+    """This process's place among the processes that train one run together (torchrun): `wrap` turns a network
+    into its DistributedDataParallel replica."""
 
-    def __init__(self, config: RunConfig, knobs: Knobs, data: Data, device: torch.device):
+    rank: int
+    world: int
+    wrap: Callable[[torch.nn.Module], torch.nn.Module]
+
+
+class Trainer:
+    """Owns the models, optimisers, data and random state of one run; `iteration()` trains one step.
+
+    With `replicas` (one of N processes), generator and discriminator are each wrapped in DistributedDataParallel
+    for the updates that train them, and every process trains on its own share of each global batch of N x
+    batch_size: the permutation is drawn from one stream all processes share, latents, flips and augmentations
+    from each process's own. Sampling and G's pass through D use the bare networks: no collective runs on one
+    process alone, and D's replica never waits for gradients that G's update does not compute."""
+
+    def __init__(
+        self,
+        config: RunConfig,
+        knobs: Knobs,
+        data: Data,
+        device: torch.device,
+        replicas: Replicas | None = None,
+    ):
         self.config, self.data, self.device = config, data, device
+        self.rank, self.world = (replicas.rank, replicas.world) if replicas else (0, 1)
         self.arch, self.loss = ARCHS[config.arch], LOSSES[config.loss]
         self.spec = spec = ModelSpec(config.z_dim, data.data_shape, data.num_classes, config.width)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
             generator, discriminator = build_models(config.arch, spec, config.pack)
         self.generator, self.discriminator = generator.to(device), discriminator.to(device)
+        # what the updates call: the DDP replicas (rank 0's weights copied to all at construction), or the same
+        self.g_net = replicas.wrap(self.generator) if replicas else self.generator
+        self.d_net = replicas.wrap(self.discriminator) if replicas else self.discriminator
         self.d_params = list(self.discriminator.parameters())
         self.opt_g = make_optimizer(config, self.generator.parameters(), knobs.lr_g, device)
         self.opt_d = make_optimizer(config, self.d_params, knobs.lr_d, device)
@@ -104,7 +130,8 @@ class Trainer:
         if device.type == "cuda":  # fixed shapes: let cuDNN pick its fastest kernels; TF32 matmuls
             torch.backends.cudnn.benchmark = True
             torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-        self.rng = torch.Generator(device=device).manual_seed(config.seed)
+        self.rng = torch.Generator(device=device).manual_seed(config.seed)  # the permutation (shared)
+        self.noise = self.rng if self.world == 1 else self._rank_stream()  # latents, flips, augmentation
         self.x = data.x.to(device)
         self.y = data.y.to(device) if data.y is not None else None
         z, labels = fixed_latents(config, data)
@@ -114,31 +141,37 @@ class Trainer:
         self.pos = len(data)  # forces a fresh permutation (and epoch 1) on the first batch
         self.epoch = 0
 
+    def _rank_stream(self, iteration: int = 0) -> torch.Generator:
+        """This process's own random stream, seeded from the run's seed, its rank and where it starts."""
+        seed = (self.config.seed * 1_000_003 + 7_919 * self.rank + iteration) % 2**63
+        return torch.Generator(device=self.device).manual_seed(seed)
+
     # ---- batches
 
     def _real_batch(self) -> tuple[Tensor, Tensor | None]:
         size = self.config.batch_size
-        if self.pos + size > len(self.perm):  # partial batches are dropped, as MATLAB does
+        if self.pos + size * self.world > len(self.perm):  # partial batches are dropped, as MATLAB does
             self.perm = torch.randperm(len(self.perm), generator=self.rng, device=self.device)
             self.pos, self.epoch = 0, self.epoch + 1
-        idx = self.perm[self.pos : self.pos + size]
-        self.pos += size
+        start = self.pos + self.rank * size  # this process's share of the global batch
+        idx = self.perm[start : start + size]
+        self.pos += size * self.world
         real = to_model_range(self.x[idx])
         if self.config.hflip:
-            real = random_hflip(real, self.rng)
+            real = random_hflip(real, self.noise)
         return real, (self.y[idx] if self.y is not None else None)
 
     def _fake_labels(self, size: int) -> Tensor | None:
         if not (self.arch.conditional or self.arch.aux_classifier) or self.y is None:
             return None
-        return torch.randint(self.data.num_classes, (size,), generator=self.rng, device=self.device)
+        return torch.randint(self.data.num_classes, (size,), generator=self.noise, device=self.device)
 
     # ---- updates
 
     def d_input(self, x: Tensor) -> Tensor:
         """What D is shown: each sample augmented (DiffAugment, same policy on real and fake), then packed
         (PacGAN: (B, C, ...) -> (B / pack, C * pack, ...), each row `pack` consecutive samples)."""
-        x = augment(x, self.config.augment, self.rng)
+        x = augment(x, self.config.augment, self.noise)
         pack = self.config.pack
         return x if pack == 1 else x.reshape(len(x) // pack, x.shape[1] * pack, *x.shape[2:])
 
@@ -160,14 +193,16 @@ class Trainer:
                 torch._foreach_clamp_min_(self.d_params, -self.clip)
                 torch._foreach_clamp_max_(self.d_params, self.clip)
         real, fake = self.d_input(real), self.d_input(fake)
-        real_out, real_classes = self.discriminator(real, labels)
-        fake_out, fake_classes = self.discriminator(fake, fake_labels)
+        real_out, real_classes = self.d_net(real, labels)
+        fake_out, fake_classes = self.d_net(fake, fake_labels)
         flip = None
         if flip_prob > 0:
-            flip = torch.rand(real_out.shape, generator=self.rng, device=self.device) < flip_prob
+            flip = torch.rand(real_out.shape, generator=self.noise, device=self.device) < flip_prob
         loss = d_loss(self.loss, real_out, fake_out, flip)
-        if self.loss.gradient_penalty:
-            gp = gradient_penalty(self.discriminator, real, fake, labels, self.rng)
+        if (
+            self.loss.gradient_penalty
+        ):  # the bare D: its gradients still reach the replica's hooks in backward()
+            gp = gradient_penalty(self.discriminator, real, fake, labels, self.noise)
             loss = loss + self.loss.gradient_penalty * gp
         if real_classes is not None and labels is not None:
             loss = loss + F.cross_entropy(real_classes, labels) + F.cross_entropy(fake_classes, fake_labels)
@@ -179,6 +214,7 @@ class Trainer:
     def _g_step(self, fake, fake_labels) -> Tensor:
         for p in self.d_params:  # D's weight gradients are not needed for G's update
             p.requires_grad_(False)
+        # the bare D: its replica would expect gradients in this backward and fail the next update
         out, classes = self.discriminator(self.d_input(fake), fake_labels)
         loss = g_loss(self.loss, out)
         if classes is not None and fake_labels is not None:
@@ -206,17 +242,17 @@ class Trainer:
                 n_d = i
                 break
             real, labels = self._real_batch()
-            z = torch.randn(size, self.config.z_dim, generator=self.rng, device=self.device)
+            z = torch.randn(size, self.config.z_dim, generator=self.noise, device=self.device)
             fake_labels = self._fake_labels(size)
             last = i == n_d - 1
             with torch.set_grad_enabled(last):  # the last fake keeps its graph for G's update
-                fake = self.generator(z, fake_labels)
+                fake = self.g_net(z, fake_labels)
             loss_d, real_out, fake_out = self._d_step(
                 real, labels, fake.detach(), fake_labels, knobs.flip_prob
             )
         for step in range(self.config.g_steps):
             if step or not fake.requires_grad:  # CNTK: a second G update on the same z
-                fake = self.generator(z, fake_labels)
+                fake = self.g_net(z, fake_labels)
             loss_g = self._g_step(fake, fake_labels)
         prob = self.loss.prob
         metrics = torch.stack(
@@ -258,6 +294,7 @@ class Trainer:
             "opt_d": self.opt_d.state_dict(),
             "rng": self.rng.get_state(),
             "rng_device": self.device.type,
+            "world": self.world,
             "perm": self.perm.cpu(),
             "pos": self.pos,
             "epoch": self.epoch,
@@ -276,6 +313,8 @@ class Trainer:
         self.fixed_z = state["fixed_z"].to(self.device)
         if state["fixed_labels"] is not None:
             self.fixed_labels = state["fixed_labels"].to(self.device)
+        if self.world > 1:  # each process's own stream starts afresh (the shared one carries on below)
+            self.noise = self._rank_stream(1 + self.pos + len(self.perm) * self.epoch)
         if state.get("rng_device", self.device.type) == self.device.type:
             # (an older checkpoint of another device: its state does not fit, as below)
             with contextlib.suppress(RuntimeError):
@@ -289,7 +328,18 @@ class Trainer:
 
     def release(self) -> None:
         """Drop the models, optimisers and data so their (GPU) memory can be freed."""
-        for name in ("generator", "discriminator", "opt_g", "opt_d", "x", "y", "perm", "d_params"):
+        for name in (
+            "generator",
+            "discriminator",
+            "g_net",
+            "d_net",
+            "opt_g",
+            "opt_d",
+            "x",
+            "y",
+            "perm",
+            "d_params",
+        ):
             setattr(self, name, None)
         if self.device.type == "cuda":
             torch.cuda.empty_cache()

@@ -18,8 +18,11 @@ with st.expander("Set-up", expanded=active is None or not active.alive):
         try:
             with st.spinner("Loading the data set …"):
                 run = registry().start(form.config, form.knobs)
-            skipped = f", {run.data.skipped} unreadable files skipped" if run.data.skipped else ""
-            st.toast(f"Started {run.run_dir.name}: {len(run.data):,} samples{skipped}")
+            if form.config.nproc > 1:
+                st.toast(f"Launched {run.run_dir.name} on {form.config.nproc} processes (torchrun)")
+            else:
+                skipped = f", {run.data.skipped} unreadable files skipped" if run.data.skipped else ""
+                st.toast(f"Started {run.run_dir.name}: {len(run.data):,} samples{skipped}")
         except (ConfigError, DataError) as exc:
             st.error(str(exc))
 

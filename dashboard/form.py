@@ -149,6 +149,10 @@ def more_ui(values: dict, s: dict, k: str) -> None:
     threads = c4.number_input("CPU threads (0: automatic)", value=int(s["threads"] or 0), step=1, key=k + "threads",
                               help=f"Torch's intra-op threads for a run on the CPU; automatic: {CPU_THREADS} here.")  # fmt: skip
     values["threads"] = int(threads) or None
+    values["nproc"] = int(c4.number_input("Processes", value=1, step=1, key=k + "nproc",
+                                          help="1: the run trains in this server. N (2 or more): N processes under "
+                                          "torchrun train it together (one GPU each on CUDA; each its own batch), "
+                                          "apart from this server: stopping the server does not stop them."))  # fmt: skip
     values["hflip"] = c4.checkbox("Random horizontal flip", value=bool(s["hflip"]), key=k + "hflip")
 
 

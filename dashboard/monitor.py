@@ -15,6 +15,7 @@ from gan_core.export import png_bytes
 from gan_core.hints import failure_hints, quality_hints
 from gan_core.losses import LOSSES
 from gan_core.run import format_elapsed
+from gan_core.watch import FolderRun
 
 from . import charts
 from .registry import registry
@@ -115,8 +116,12 @@ def draw_monitor() -> None:
         draw_samples(snap)
     with right:
         st.plotly_chart(figure(snap, "scores"), key="scores", config={"displaylogo": False})
+    config = snap.config
+    batch = f"batch {config.batch_size} x {config.nproc} processes = {config.batch_size * config.nproc}" if (
+        config.nproc > 1) else f"batch {config.batch_size}"  # fmt: skip
     st.progress(min(1.0, snap.iteration / snap.target),
-                text=f"{snap.iteration:,} / {snap.target:,} iterations · {snap.images_per_s:,.0f} images/s")  # fmt: skip
+                text=f"{snap.iteration:,} / {snap.target:,} iterations · {snap.images_per_s:,.0f} images/s · {batch} "
+                f"· {snap.device}")  # fmt: skip
     draw_hints(snap)
     draw_controls(run, snap)
     draw_more_charts(snap)
@@ -157,7 +162,7 @@ def draw_hints(snap: Snapshot) -> None:
 # ---- live tuning
 
 
-def _apply(run: Run, name: str, key: str) -> None:
+def _apply(run: Run | FolderRun, name: str, key: str) -> None:
     try:
         run.update(**{name: st.session_state[key]})
         st.session_state.pop("live-error", None)
@@ -165,7 +170,7 @@ def _apply(run: Run, name: str, key: str) -> None:
         st.session_state["live-error"] = str(exc)
 
 
-def draw_controls(run: Run, snap: Snapshot) -> None:
+def draw_controls(run: Run | FolderRun, snap: Snapshot) -> None:
     active = snap.active
     st.markdown("**Live tuning** — changes apply at the next iteration and are marked on the curves.")
     c1, c2, c3, c4 = st.columns([1, 1, 1.4, 1])
@@ -183,20 +188,27 @@ def draw_controls(run: Run, snap: Snapshot) -> None:
     draw_buttons(run, snap)
 
 
-def draw_buttons(run: Run, snap: Snapshot) -> None:
+def draw_buttons(run: Run | FolderRun, snap: Snapshot) -> None:
     b1, b2, b3, b4, _ = st.columns([1, 1, 1, 1, 2])
     paused = snap.status is Status.PAUSED
-    if b1.button(
-        "Resume" if paused else "Pause", key="live-pause", disabled=not snap.active, width="stretch"
-    ):
-        run.resume() if paused else run.pause()
-    if b2.button(
-        "Step", key="live-step", disabled=not paused, help="Train one iteration while paused", width="stretch"
-    ):
-        run.step(1)
-    if b3.button("Stop", key="live-stop", disabled=not snap.active, type="primary", width="stretch"):
-        run.stop(wait=False)
-        st.toast("Stopping: the checkpoint and metrics are being saved.")
+    try:  # a run in another process may end between the page's drawing and a click
+        if b1.button(
+            "Resume" if paused else "Pause", key="live-pause", disabled=not snap.active, width="stretch"
+        ):
+            run.resume() if paused else run.pause()
+        if b2.button(
+            "Step",
+            key="live-step",
+            disabled=not paused,
+            help="Train one iteration while paused",
+            width="stretch",
+        ):
+            run.step(1)
+        if b3.button("Stop", key="live-stop", disabled=not snap.active, type="primary", width="stretch"):
+            run.stop(wait=False)
+            st.toast("Stopping: the checkpoint and metrics are being saved.")
+    except ConfigError as exc:
+        st.error(str(exc).splitlines()[0])
     if b4.button("Continue run", key="live-continue", disabled=snap.active or snap.status is Status.FINISHED,
                  help="Continue a stopped run from its last checkpoint", width="stretch"):  # fmt: skip
         try:

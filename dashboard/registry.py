@@ -1,16 +1,26 @@
-"""The process-wide registry of runs (st.cache_resource): every tab and page sees the same runs."""
+"""The process-wide registry of runs (st.cache_resource): every tab and page sees the same runs — those this
+server trains in its threads, those it launched in their own processes, and any other run folder it is shown."""
 
 from __future__ import annotations
 
 import gc
 import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
 import streamlit as st
 
 from gan_core import Knobs, Run, RunConfig, load_dataset, resume_run, start_run
-from gan_core.storage import runs_root
+from gan_core.config import to_json
+from gan_core.folder import RunFolder, list_runs
+from gan_core.storage import atomic_write, runs_root, timestamp_name
+from gan_core.watch import FolderRun
+
+LAUNCHES = (
+    ".launch"  # under the runs folder: the settings and output of runs this server started as processes
+)
 
 # Intra-op threads for a run on the CPU: leave a core to the server and the browser watching it. Measured on
 # 2 cores with a tab watching (bench/README.md, watch.py phase 4): 1 thread trains as fast as 2 and far more
@@ -19,19 +29,61 @@ CPU_THREADS = max(1, (os.cpu_count() or 2) - 1)
 
 
 class Registry:
-    """Runs started from this server process, by run folder; `active` is the one the monitor shows."""
+    """Runs by run folder: trained in this server's threads (`runs`) or seen through their folders (`watched`:
+    launched by this server in their own processes, or started anywhere else). `active` is the one the monitor
+    shows."""
 
     def __init__(self):
         self._lock = threading.Lock()
         self.runs: dict[Path, Run] = {}
+        self.watched: dict[Path, FolderRun] = {}
         self.active: Path | None = None
 
-    def start(self, config: RunConfig, knobs: Knobs, name: str | None = None) -> Run:
-        """Start a run (any previous active run keeps going unless stopped); raises ConfigError/DataError."""
+    def start(self, config: RunConfig, knobs: Knobs, name: str | None = None) -> Run | FolderRun:
+        """Start a run (any previous active run keeps going unless stopped); raises ConfigError/DataError.
+        One process: in a thread of this server. More: under torchrun, in a process group of its own."""
+        if config.nproc > 1:
+            return self.launch(config, knobs, name)
         if config.threads is None:
             config = config.replace(threads=CPU_THREADS)
         run = start_run(config, knobs, runs_dir=runs_root(), name=name)
         return self._add(run)
+
+    def launch(self, config: RunConfig, knobs: Knobs, name: str | None = None) -> FolderRun:
+        """`python -m gan_core train --nproc N` with these settings, in a session of its own (a server that
+        stops leaves it training); its output goes to RUNS/.launch/NAME.log."""
+        root = runs_root()
+        name = name or timestamp_name(config.preset or config.arch, config.dataset)
+        RunFolder.check_new(root, name)
+        base, n = name, 1
+        while (root / name).exists() or (root / LAUNCHES / f"{name}.json").exists():
+            n += 1
+            name = f"{base}-{n}"
+        settings, log = root / LAUNCHES / f"{name}.json", root / LAUNCHES / f"{name}.log"
+        atomic_write(settings, to_json(config, knobs))
+        command = [sys.executable, "-m", "gan_core", "train", "--config", str(settings), "--name", name,
+                   "--runs-dir", str(root), "--nproc", str(config.nproc)]  # fmt: skip
+        with open(log, "wb") as out:
+            process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                       start_new_session=True)  # fmt: skip
+        run = FolderRun(root / name, process, log)
+        with self._lock:
+            self.watched[run.run_dir] = run
+            self.active = run.run_dir
+        return run
+
+    def view(self, run_dir: Path) -> Run | FolderRun:
+        """The run in that folder: this server's own thread, else a view of its folder (made once)."""
+        run_dir = Path(run_dir)
+        run = self.runs.get(run_dir)
+        if run is not None:
+            return run
+        with self._lock:
+            return self.watched.setdefault(run_dir, FolderRun(run_dir))
+
+    def watch(self, run_dir: Path) -> None:
+        """Show this run on the monitor, wherever it trains (or trained)."""
+        self.active = Path(run_dir)
 
     def resume(self, run_dir: Path, iterations: int | None = None) -> Run:
         """Continue a run; refused (ConfigError naming the live run) while any process trains into its folder."""
@@ -40,13 +92,19 @@ class Registry:
     def _add(self, run: Run) -> Run:
         with self._lock:
             self.runs[run.run_dir] = run
+            self.watched.pop(run.run_dir, None)
             self.active = run.run_dir
         return run
 
-    def active_run(self) -> Run | None:
-        return self.runs.get(self.active) if self.active else None
+    def active_run(self) -> Run | FolderRun | None:
+        if self.active is None:
+            return None
+        if self.active not in self.runs and not self.active.exists() and self.active not in self.watched:
+            return None  # deleted meanwhile
+        return self.view(self.active)
 
     def running(self) -> list[Run]:
+        """Runs training in this server's threads."""
         return [run for run in self.runs.values() if run.alive]
 
     def stop_all(self) -> None:
@@ -57,6 +115,7 @@ class Registry:
         """Drop a finished run (e.g. before deleting its folder); a live one is stopped first."""
         with self._lock:
             run = self.runs.pop(Path(run_dir), None)
+            self.watched.pop(Path(run_dir), None)
             if self.active == Path(run_dir):
                 self.active = None
         if run is not None:
@@ -76,4 +135,8 @@ def _release(registry: Registry) -> None:  # "Clear cache" or shutdown: no threa
 def registry() -> Registry:
     gc.freeze()  # the imports' objects leave the GC's young generations: collections stay short
     threading.Thread(target=_warm_up, daemon=True).start()
-    return Registry()
+    registry = Registry()
+    live = [info for info in list_runs() if info.status is not None and info.status.active]
+    if live:  # a restarted server shows the newest run still training (in its own process, or elsewhere)
+        registry.watch(live[0].path)
+    return registry

@@ -202,8 +202,10 @@ def _settings(args):
         base.pop("nproc", None)
     d_iters, d_warmup = args.d_iters or (None, None)
     overrides = {k: v for k, v in settings.items() if v is not None}
-    return resolve(args.preset, **{**base, "d_iters": d_iters, "d_warmup": d_warmup, "device": args.device,
-                                   **overrides})  # fmt: skip
+    preset = args.preset or base.pop("preset", None)
+    base.pop("preset", None)
+    return resolve(preset, **{**base, "d_iters": d_iters, "d_warmup": d_warmup, "device": args.device,
+                              **overrides})  # fmt: skip
 
 
 def drive(run: plan.RunPlan) -> Status:

@@ -19,6 +19,7 @@ import math
 import os
 import re
 import shutil
+import socket
 import time
 from dataclasses import dataclass
 from enum import Enum
@@ -283,11 +284,17 @@ class RunFolder:
         return control.read_heartbeat(self.path / HEARTBEAT)
 
     def live(self, beat: dict | None = None) -> bool:
-        """A process trains into this folder: it holds the lock, or (another host, where the lock may not be
-        seen) its heartbeat is fresh."""
+        """A process trains into this folder: it holds the lock, or (on another host, where the lock may not be
+        seen through a network file system) its heartbeat is fresh."""
+        if self.owner() is not None:
+            return True
         beat = self.heartbeat() if beat is None else beat
-        return self.owner() is not None or (bool(beat) and beat["age_s"] < control.STALE_SECONDS
-                                            and beat.get("status") in ("running", "paused"))  # fmt: skip
+        elsewhere = bool(beat) and beat.get("host") != socket.gethostname()
+        return (
+            elsewhere
+            and beat["age_s"] < control.STALE_SECONDS
+            and beat.get("status") in ("running", "paused")
+        )
 
     def send(self, kind: str, value: object = None) -> control.Request:
         """Ask the live run to do something (ConfigError for a bad value or a folder with no live run)."""

@@ -58,7 +58,6 @@ def new_run(
     RunFolder.check_new(root, name)
     data = data or load_dataset(config.dataset, ARCHS[config.arch].image_size, config.data_dir)
     check_data(config, data.facts)
-    _check_share(config, data)
     folder = RunFolder.create(root, name)
     lock = folder.lock()
     folder.write_config(config, knobs)
@@ -99,7 +98,6 @@ def resume(
     device = resolve_device(config.device)
     data = load_dataset(config.dataset, ARCHS[config.arch].image_size, config.data_dir)
     check_data(config, data.facts)
-    _check_share(config, data)
     _check_fits(checkpoint, data, folder)
     lock = folder.lock()
     if note:  # resuming from previous.pt: the damaged last.pt must not become the next previous.pt
@@ -120,14 +118,6 @@ def follow(shared: dict, group: Group) -> RunPlan:
     return RunPlan(
         FollowerFolder(shared["path"]), config, knobs, data, None, shared["checkpoint"], group=group
     )
-
-
-def _check_share(config: RunConfig, data: Data) -> None:
-    """Each of nproc processes takes its own batch_size samples of every global batch."""
-    if config.batch_size * config.nproc > len(data):
-        raise ConfigError(f"batch_size {config.batch_size} x {config.nproc} processes = "
-                          f"{config.batch_size * config.nproc} is more than the {len(data):,} samples of "
-                          f"{data.name}: allowed batch_size [1, {len(data) // config.nproc}]")  # fmt: skip
 
 
 def _check_fits(checkpoint: dict, data: Data, folder: RunFolder) -> None:

@@ -85,10 +85,12 @@ def check_data(config: RunConfig, facts: DataFacts) -> None:
         raise ConfigError(
             f"data set {config.dataset!r} holds no images: add .png/.jpg files or class sub-folders"
         )
-    if config.batch_size > facts.size:
-        raise ConfigError(
-            f"batch_size {config.batch_size} is larger than data set {config.dataset!r}: allowed [1, {facts.size}]"
-        )
+    if (
+        config.batch_size * config.nproc > facts.size
+    ):  # each process takes its own batch of every global batch
+        each = f" x {config.nproc} processes" if config.nproc > 1 else ""
+        raise ConfigError(f"batch_size {config.batch_size}{each} is larger than data set {config.dataset!r}: "
+                          f"allowed [1, {facts.size // config.nproc}]")  # fmt: skip
     if ARCHS[config.arch].conditional and not facts.labelled:
         raise ConfigError(
             f"arch {config.arch!r} is conditional; {config.dataset!r} has no labels (use class sub-folders)"

@@ -49,8 +49,20 @@ def runs_frame(infos: list[RunInfo]) -> pd.DataFrame:
             "Score G": [score(i.score_g) for i in infos],
             "Score D": [score(i.score_d) for i in infos],
             "Duration": [format_elapsed(i.elapsed_s) for i in infos],
+            "Where": [where(i) for i in infos],
         }
     )
+
+
+def where(info: RunInfo) -> str:
+    """Where a live run trains: this server, or the processes and host its heartbeat names."""
+    if live_run(info.path) is not None:
+        return "this server"
+    beat = info.heartbeat
+    if not beat or info.status is None or not info.status.active:
+        return ""
+    pids = beat.get("pids") or [beat.get("pid")]
+    return f"{len(pids)} process{'es' if len(pids) > 1 else ''} on {beat.get('host', '?')} ({', '.join(map(str, pids))})"
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -138,7 +150,10 @@ def draw_message() -> None:
 def draw_table() -> None:
     """The runs table; while a run trains in this server it refreshes itself (only this part reruns)."""
 
-    @st.fragment(run_every=REFRESH_SECONDS if registry().running() else None)
+    infos = all_runs() or []
+    live = registry().running() or any(info.status is not None and info.status.active for info in infos)
+
+    @st.fragment(run_every=REFRESH_SECONDS if live else None)
     def table() -> None:
         infos = all_runs()
         if infos is not None:
@@ -158,6 +173,21 @@ def draw_overlays(infos: list[RunInfo]) -> None:
     left, right = st.columns(2)
     left.plotly_chart(overlay_figure(chosen, SCORES, "Score", [0, 1]), key="scores")
     right.plotly_chart(overlay_figure(chosen, LOSSES, "Loss"), key="losses")
+
+
+def watch_ui(infos: list[RunInfo]) -> None:
+    """Any run on the Train page's monitor: live ones (from this server, a terminal, torchrun) to watch and steer."""
+    st.subheader("Watch")
+    live = [i for i in infos if i.status is not None and i.status.active]
+    st.caption(
+        f"{len(live)} training now." if live else "None training now; a finished run shows its last state."
+    )
+    by_name = {info.name: info for info in live + [i for i in infos if i not in live]}
+    name = st.selectbox("Run to watch", list(by_name), key="watch_run",
+                        format_func=lambda n: f"{n} · {by_name[n].status or 'unknown'}")  # fmt: skip
+    if st.button("Watch on the Train page", key="watch", type="primary"):
+        registry().watch(by_name[name].path)
+        st.switch_page("app.py")
 
 
 def resume_ui(infos: list[RunInfo]) -> None:
@@ -206,6 +236,7 @@ def main() -> None:
         st.info(NO_RUNS)
         return
     draw_table()
+    watch_ui(infos)
     draw_overlays(infos)
     left, right = st.columns(2)
     with left:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import re
 import subprocess
 import threading
 from pathlib import Path
@@ -20,8 +19,6 @@ from .folder import RunFolder, Status
 from .history import COLUMNS, History
 from .recorder import QUALITY_TABLE
 from .run import Snapshot
-
-EMPTY_CELLS = re.compile(r"(?<=,)(?=,|\n)|^(?=,)", re.MULTILINE)
 
 
 class Tail:
@@ -51,12 +48,18 @@ class Tail:
         return data[:end].decode(errors="replace"), again
 
 
+def _with_nan(text: str) -> str:
+    """Empty cells spelled out as nan (str.replace: several times faster than a regular expression here)."""
+    text = ("\n" + text).replace("\n,", "\nnan,")[1:]
+    return text.replace(",,", ",nan,").replace(",,", ",nan,").replace(",\n", ",nan\n")
+
+
 def parse_rows(text: str, width: int) -> np.ndarray:
     """CSV lines of numbers (empty cells NaN) as float32 (n, width); a line that is not all numbers is skipped."""
     if not text:
         return np.zeros((0, width), np.float32)
     try:  # the fast path: numpy's C parser
-        rows = np.loadtxt(io.StringIO(EMPTY_CELLS.sub("nan", text)), delimiter=",", dtype=np.float32, ndmin=2)
+        rows = np.loadtxt(io.StringIO(_with_nan(text)), delimiter=",", dtype=np.float32, ndmin=2)
         if rows.shape[1] == width:
             return rows
     except ValueError:

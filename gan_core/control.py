@@ -10,6 +10,7 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -150,13 +151,19 @@ class Channel:
         reply = Reply(request.id, error is None, iteration, error or "")
         storage.atomic_write(self.directory / f"{request.id}.reply", json.dumps(reply._asdict()))
 
-    def beat(self, state: dict, force: bool = False) -> None:
-        """Rewrite the heartbeat (at most every BEAT_SECONDS unless forced): who trains, where it stands."""
+    def beat(self, state: Callable[[], dict], force: bool = False) -> None:
+        """Rewrite the heartbeat (at most every BEAT_SECONDS unless forced) with `state()`: where the run stands."""
         now = time.monotonic()
         if not force and now < self._next_beat:
             return
         self._next_beat = now + BEAT_SECONDS
-        beat = {"pid": self._pid, "host": self._host, "started": self._started, "time": time.time(), **state}
+        beat = {
+            "pid": self._pid,
+            "host": self._host,
+            "started": self._started,
+            "time": time.time(),
+            **state(),
+        }
         storage.atomic_write(self.heartbeat, json.dumps(beat))
 
     def close(self) -> None:

@@ -349,6 +349,11 @@ def train_ranked(args) -> int:
         status = drive(run)
         if group.main:
             print(run.folder.path)
+            if status not in (
+                Status.FAILED,
+                Status.INTERRUPTED,
+            ):  # over for good: no restart will look for it
+                _pointer(args).unlink(missing_ok=True)
         # torchrun restarts the group when a process exits non-zero: only an outcome a restart could mend says so
         return 1 if status in (Status.FAILED, Status.INTERRUPTED) else 0
     finally:
@@ -394,7 +399,9 @@ def control(args) -> int:
                          "--continue, --step N, --stop, --save")  # fmt: skip
     for kind, value in requests:  # every value checked before anything is written
         check_request(kind, value)
-    sent = [(kind, value, folder.send(kind, value)) for kind, value in requests]
+    if args.wait:
+        check_range("timeout", args.timeout, 0, 86_400, low_open=True)
+    sent = [(kind, value, folder.send(kind, value, reply=args.wait)) for kind, value in requests]
     code = 0
     for kind, value, request in sent:
         shown = kind if value is None else f"{kind} {value}"

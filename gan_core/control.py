@@ -29,6 +29,7 @@ class Request(NamedTuple):
     id: str
     kind: str
     value: object = None
+    reply: bool = False  # the sender waits for a reply file (otherwise none is written)
 
 
 class Reply(NamedTuple):
@@ -59,10 +60,10 @@ def check_request(kind: str, value: object = None) -> None:
 # ---- the client's side (any process)
 
 
-def send(directory: Path, kind: str, value: object = None) -> Request:
-    """Write a request for the run to pick up; returns it (its id names the reply)."""
+def send(directory: Path, kind: str, value: object = None, reply: bool = False) -> Request:
+    """Write a request for the run to pick up; returns it (with `reply`, its id names the reply to wait for)."""
     check_request(kind, value)
-    request = Request(f"{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(3)}", kind, value)
+    request = Request(f"{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(3)}", kind, value, reply)
     storage.atomic_write(directory / f"{request.id}.json", json.dumps(request._asdict()))
     return request
 
@@ -140,7 +141,9 @@ class Channel:
             path = self.directory / name
             try:
                 data = json.loads(path.read_text())
-                request = Request(str(data["id"]), str(data["kind"]), data.get("value"))
+                request = Request(
+                    str(data["id"]), str(data["kind"]), data.get("value"), bool(data.get("reply"))
+                )
             except (OSError, ValueError, KeyError, TypeError):
                 request = Request(name.removesuffix(".json"), "unreadable")
             path.unlink(missing_ok=True)
@@ -148,6 +151,8 @@ class Channel:
         return found
 
     def answer(self, request: Request, iteration: int, error: str | None = None) -> None:
+        if not request.reply:  # nobody waits: no file left behind
+            return
         reply = Reply(request.id, error is None, iteration, error or "")
         storage.atomic_write(self.directory / f"{request.id}.reply", json.dumps(reply._asdict()))
 

@@ -296,14 +296,14 @@ class RunFolder:
             and beat.get("status") in ("running", "paused")
         )
 
-    def send(self, kind: str, value: object = None) -> control.Request:
+    def send(self, kind: str, value: object = None, reply: bool = False) -> control.Request:
         """Ask the live run to do something (ConfigError for a bad value or a folder with no live run)."""
         control.check_request(kind, value)
         if not self.live():
             status, _ = self.logged_status()
             raise ConfigError(f"{self.path} has no live run (its log says {status or 'nothing'}): "
                               "a request needs a run that is training or paused")  # fmt: skip
-        return control.send(self.path / CONTROL, kind, value)
+        return control.send(self.path / CONTROL, kind, value, reply)
 
     def reply(self, request: control.Request, timeout: float = 0.0) -> control.Reply | None:
         """The run's reply to a request; with a timeout, wait for it while the run lives."""

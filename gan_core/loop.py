@@ -82,6 +82,7 @@ class TrainingLoop:
         self.grid: Grid | None = None
         self.bounds = points_bounds(self.data) if self.data.points else None  # 2-D: the picture's half-width
         self.last_saved: int | None = None  # iteration of the last checkpoint written from finite metrics
+        self._saved_knobs: Knobs | None = None
         self._state = (Status.RUNNING, "starting")
         try:
             self.device = self.group.device if self.group else resolve_device(self.config.device)
@@ -230,7 +231,7 @@ class TrainingLoop:
         }  # fmt: skip
         # a second save at one iteration overwrites last.pt alone: previous.pt stays the older checkpoint
         self.folder.save_checkpoint(state, rotate=self.last_saved != self.iteration)
-        self.last_saved, self._saved_at = self.iteration, time.monotonic()
+        self.last_saved, self._saved_at, self._saved_knobs = self.iteration, time.monotonic(), self.knobs
 
     def seconds_since_save(self) -> float:
         return time.monotonic() - self._saved_at
@@ -273,7 +274,8 @@ class TrainingLoop:
         elif error is not None:
             raise error
         else:
-            self.save()
+            if self.last_saved != self.iteration or self.knobs != self._saved_knobs:  # not saved here already
+                self.save()
             if self.grid is None or self.grid.iteration != self.iteration:
                 self.sample()
             if self.done:

@@ -262,13 +262,13 @@ class FolderRun:
         self.folder.send("step", max(1, int(n)))
 
     def stop(self, wait: bool = True, timeout: float = 30.0) -> None:
-        request = self.folder.send("stop")
+        request = self.folder.send("stop", reply=wait)
         if wait:
             self.folder.reply(request, timeout)
 
     def checkpoint_now(self, timeout: float = 30.0) -> bool:
         if self.alive:
-            request = self.folder.send("save")
+            request = self.folder.send("save", reply=True)
             reply = self.folder.reply(request, timeout)
             return reply is not None and reply.applied and self.folder.has_checkpoint()
         return self.folder.has_checkpoint()

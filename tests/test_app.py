@@ -200,3 +200,16 @@ def test_width_from_the_form_reaches_the_run(runs_dir):
     run = registry().active_run()
     assert run is not None and run.config.width == 0.5
     assert wait_for(lambda: run.iteration >= 2)  # the half-width networks train
+
+
+def test_processes_reach_the_config_and_each_process_needs_its_own_batch(runs_dir):
+    at = train_page()
+    at.number_input(key="form-pytorch-mlp-nproc").set_value(0).run()
+    assert any("nproc 0 is out of range: allowed [1, 1024]" in e.value for e in at.error)
+    assert at.button(key="start").disabled
+    result = check({"preset": "pytorch-mlp", "dataset": "digits", "batch_size": 1000, "nproc": 2}, {})
+    assert result.errors == {
+        "knobs": "batch_size 1000 x 2 processes is larger than data set 'digits': allowed [1, 898]"
+    }
+    result = check({"preset": "pytorch-mlp", "dataset": "digits", "batch_size": 100, "nproc": 2}, {})
+    assert result.ok and result.config.nproc == 2

@@ -252,6 +252,10 @@ class StopSignals:
         return self.pressed
 
     def _handle(self, signum, frame) -> None:
+        if (
+            self.pressed and signum == signal.SIGTERM
+        ):  # torchrun passes a Ctrl-C on as SIGTERM: the same request
+            return
         if self.pressed:
             raise KeyboardInterrupt
         self.pressed = True

@@ -238,7 +238,7 @@ class FolderRun:
 
     def _where(self, beat: dict) -> str:
         if not beat:
-            return self._device
+            return self._device or ("its own processes" if self.process is not None else "")
         world = int(beat.get("world", 1))
         processes = f"{world} processes" if world > 1 else f"process {beat.get('pid')}"
         return f"{beat.get('device', self._device)} · {processes} on {beat.get('host', '?')}"

@@ -11,8 +11,7 @@ import streamlit as st
 import torch
 
 from gan_core import ARCHS, DATASETS, LOSSES, PRESETS, ConfigError, DataError, Knobs, RunConfig, resolve
-from gan_core.augment import AUGMENTS
-from gan_core.config import LR_SCHEDULES, OPTIMIZERS
+from gan_core.config import AUGMENTS, LR_SCHEDULES, OPTIMIZERS
 from gan_core.data import DataFacts, data_facts
 from gan_core.presets import check_data, preset_settings
 from gan_core.storage import runs_root

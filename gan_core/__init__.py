@@ -1,18 +1,24 @@
 """gan_core: GAN training in plain PyTorch — models, losses, data, one training loop and its drivers, run folders,
-exports."""
+exports.
 
-from .config import ConfigError, Knobs, RunConfig
-from .data import DATASETS, DataError, load_dataset
-from .folder import RunFolder, Status
-from .loop import StepResult, TrainingLoop
-from .losses import LOSSES
-from .models import ARCHS
-from .plan import RunPlan, new_run, resume
-from .presets import PRESETS, resolve
-from .run import Run, Snapshot, resume_run, start_run
+The public names load on first use (PEP 562), so that reading or steering a run folder (`python -m gan_core
+status`, `control`) does not import torch."""
 
-__all__ = [
-    "ARCHS", "DATASETS", "LOSSES", "PRESETS", "ConfigError", "DataError", "Knobs", "Run", "RunConfig",
-    "RunFolder", "RunPlan", "Snapshot", "Status", "StepResult", "TrainingLoop", "load_dataset", "new_run",
-    "resolve", "resume", "resume_run", "start_run",
-]  # fmt: skip
+import importlib
+
+_PUBLIC = {  # name -> the module that defines it
+    "ConfigError": "config", "Knobs": "config", "RunConfig": "config", "DataError": "config",
+    "DATASETS": "data", "load_dataset": "data", "RunFolder": "folder", "Status": "folder",
+    "StepResult": "loop", "TrainingLoop": "loop", "LOSSES": "losses", "ARCHS": "models",
+    "RunPlan": "plan", "new_run": "plan", "resume": "plan", "PRESETS": "presets", "resolve": "presets",
+    "Run": "run", "Snapshot": "run", "resume_run": "run", "start_run": "run",
+}  # fmt: skip
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str):
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'gan_core' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_PUBLIC[name]}", __name__), name)
+    globals()[name] = value
+    return value

@@ -9,7 +9,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-AUGMENTS = ("none", "translation", "translation+cutout")
 SHIFT = 1 / 8  # the paper's ratios: shift by up to 1/8 of the side,
 CUTOUT = 1 / 2  # cut out a square of half the side
 

@@ -7,17 +7,20 @@ import json
 import os
 from dataclasses import dataclass, field, fields
 
-from .augment import AUGMENTS
-
 
 class ConfigError(ValueError):
     """A value out of range or an incompatible choice; the message is one line naming both."""
 
 
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
+AUGMENTS = ("none", "translation", "translation+cutout")  # DiffAugment policies (gan_core.augment)
 # staircase: x0.95 every 500 iterations (TensorFlow cDCGAN); cosine: from 1x down to 0 at the run's last iteration
 LR_SCHEDULES = ("constant", "staircase", "cosine")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+class DataError(ValueError):
+    """A data set that cannot be loaded; the message is one line that says what to do."""
 
 
 def check_range(name: str, value, low, high, *, low_open: bool = False, integer: bool = False) -> None:

@@ -20,13 +20,11 @@ from torchvision.datasets.folder import IMG_EXTENSIONS, ImageFolder, has_file_al
 from torchvision.datasets.utils import download_and_extract_archive
 from torchvision.transforms.v2 import functional as F
 
+from .config import DataError  # defined beside ConfigError: the command line catches both without torch
+
 FLOWERS_URL = "https://storage.googleapis.com/download.tensorflow.org/example_images/flower_photos.tgz"
 TOY_POINTS = 20_000
 TOY_SEED = 1234  # fixed: the toy sets are the same in every run, whatever the run's seed
-
-
-class DataError(ValueError):
-    """A data set that cannot be loaded; the message is one line that says what to do."""
 
 
 @dataclass

@@ -26,9 +26,8 @@ from enum import Enum
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from . import control, export, lock, storage
+from . import control, lock, storage
 from .config import ConfigError, Knobs, RunConfig, from_dict, to_json
 from .lock import FolderLock, Owner
 
@@ -175,6 +174,8 @@ class RunFolder:
         return self.path / SAMPLES / f"iter_{iteration:07d}.png"
 
     def save_grid(self, image: np.ndarray, iteration: int) -> None:
+        from . import export  # torchvision: not needed to read or steer a run
+
         export.save_png(image, self.grid_path(iteration))
 
     def grids(self) -> list[tuple[int, Path]]:
@@ -211,7 +212,7 @@ class RunFolder:
                 os.replace(last, previous)
         storage.atomic_save(last, {**state, "format": CHECKPOINT_FORMAT})
 
-    def load_checkpoint(self, device: torch.device | str = "cpu", path: Path | None = None) -> dict:
+    def load_checkpoint(self, device="cpu", path: Path | None = None) -> dict:
         """A checkpoint's contents (last.pt by default), checked; CheckpointError names the file and the problem."""
         path = path or self.checkpoint
         shown = f"{self.name}/{path.relative_to(self.path)}" if path.is_relative_to(self.path) else str(path)
@@ -225,7 +226,7 @@ class RunFolder:
             raise CheckpointError(f"{shown} {_load_problem(exc)}") from None
         return _checked(state, shown)
 
-    def load_for_resume(self, device: torch.device | str = "cpu") -> tuple[dict, str | None]:
+    def load_for_resume(self, device="cpu") -> tuple[dict, str | None]:
         """The last checkpoint, or the previous one when the last is damaged: (state, a note saying so)."""
         try:
             return self.load_checkpoint(device), None

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 
 def runs_root(path: str | Path | None = None) -> Path:
@@ -45,11 +44,15 @@ def atomic_write(path: Path, data: bytes | str) -> None:
 
 def atomic_save(path: Path, state: dict) -> None:
     """torch.save, atomically."""
+    import torch  # here, not at the top: reading a run folder (`status`, `control`) needs no torch
+
     _atomic(Path(path), lambda fh: torch.save(state, fh))
 
 
-def load_tensors(path: Path, device: torch.device | str = "cpu"):
+def load_tensors(path: Path, device="cpu"):
     """A file of tensors and plain values only: never unpickles code."""
+    import torch
+
     return torch.load(path, map_location=device, weights_only=True)
 
 

@@ -8,6 +8,8 @@ import json
 import os
 import re
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -229,3 +231,14 @@ def test_requests_sent_without_wait_leave_no_reply_behind(live):
     assert wait_for(lambda: checkpoint.is_file() and listing(live.run_dir / "control") == {}, timeout=20)
     time.sleep(3 * control.POLL_SECONDS)  # long after they were applied: still nothing left in control/
     assert listing(live.run_dir / "control") == {}
+
+
+def test_status_and_control_start_without_torch(finished):
+    """They answer in a fraction of a second: the light path imports no torch (nor torchvision)."""
+    code = ("import sys; from gan_core.cli import main; main(['status', sys.argv[1]]); "
+            "main(['control', sys.argv[1], '--pause']); print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules))")  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(finished)], capture_output=True, text=True, timeout=60
+    )
+    assert "status      finished" in result.stdout and "has no live run" in result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"

@@ -78,9 +78,12 @@ def resume(
     """
     folder = RunFolder.open(run_dir)
     config, start_knobs = folder.read_config()
-    owner = folder.owner()
+    owner, beat = folder.owner(), folder.heartbeat()
     if owner is not None:
         raise RunLocked(f"run {folder.name} is training in {owner}: it cannot be resumed twice")
+    if folder.live(beat):  # on another host: its lock may not be seen here, its heartbeat is
+        raise RunLocked(f"run {folder.name} is training on {beat.get('host')} (heartbeat {beat['age_s']:.0f} s "
+                        "ago): it cannot be resumed twice")  # fmt: skip
     checkpoint, note = folder.load_for_resume()
     try:
         knobs = Knobs(**checkpoint["knobs"])

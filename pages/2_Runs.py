@@ -192,10 +192,13 @@ def watch_ui(infos: list[RunInfo]) -> None:
 
 def resume_ui(infos: list[RunInfo]) -> None:
     st.subheader("Resume")
-    training = [i for i in infos if i.owner is not None]
+    training = [i for i in infos if i.status is not None and i.status.active]  # live, here or on another host
     if training:
-        st.caption("Training now, so not resumable: " + "; ".join(f"{i.name} ({i.owner})" for i in training))
-    stopped = [i for i in infos if i.owner is None and checkpoint_path(i.path).is_file()]
+        st.caption(
+            "Training now, so not resumable: "
+            + "; ".join(f"{i.name} ({where(i) or i.owner})" for i in training)
+        )
+    stopped = [i for i in infos if i not in training and checkpoint_path(i.path).is_file()]
     if not stopped:
         st.caption("No stopped or finished run with a checkpoint.")
         return

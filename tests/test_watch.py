@@ -5,8 +5,10 @@ launched in its own processes and found again by a restarted server."""
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +18,9 @@ from conftest import wait_for
 from streamlit.testing.v1 import AppTest
 
 from dashboard.registry import registry
-from gan_core.folder import RunFolder, Status
+from gan_core.config import ConfigError
+from gan_core.folder import RunFolder, Status, run_info
+from gan_core.plan import resume
 from gan_core.presets import resolve
 from gan_core.run import start_run
 from gan_core.watch import FolderRun, Tail, parse_rows
@@ -157,3 +161,24 @@ def test_a_run_launched_in_its_own_processes_outlives_the_server_and_is_found_ag
     assert events and all(e["identical"] for e in events)
     assert json.loads((run.run_dir / "config.json").read_text())["effective_batch"] == 2 * config.batch_size
     assert os.path.exists(run.log)  # the processes' output, kept beside the runs
+
+
+def test_a_run_on_another_host_is_live_while_its_heartbeat_is_fresh(runs_dir):
+    config, knobs = resolve("ring", device="cpu", threads=1, iterations=3, eval_every=0)
+    run = start_run(config, knobs, runs_dir=runs_dir, name="far")
+    assert run.wait(60)
+    folder = RunFolder(run.run_dir)
+    folder.log("status", 3, status="running", reason="")  # as a run on a machine sharing the folder logs it
+
+    def beat(host: str, age: float) -> None:
+        beat = {"host": host, "pid": 1, "time": time.time() - age, "status": "running", "iteration": 3}
+        (folder.path / "heartbeat.json").write_text(json.dumps(beat))
+
+    beat("elsewhere", 1.0)  # its lock is not visible here (another machine): the heartbeat decides
+    assert folder.live() and run_info(folder).status is Status.RUNNING
+    with pytest.raises(ConfigError, match="training on elsewhere"):
+        resume(folder.path, iterations=10)
+    beat("elsewhere", 60.0)  # stale: that machine stopped writing
+    assert not folder.live() and run_info(folder).status is Status.INTERRUPTED
+    beat(socket.gethostname(), 1.0)  # this host, fresh, but no process holds the lock: killed
+    assert not folder.live() and run_info(folder).status is Status.INTERRUPTED

@@ -4,6 +4,7 @@
     RUN/metrics.csv        one row an iteration
     RUN/events.jsonl       start, resume, knob changes, status changes
     RUN/samples/iter_0000100.png
+    RUN/samples/live.png   the latest grid drawn between saved ones (a slow model's monitor keeps moving)
     RUN/checkpoints/last.pt, previous.pt
     RUN/lock               held by the process that trains into the folder (its pid and host inside)
     RUN/heartbeat.json     written every second by the live run: process, host, iteration, status, knobs
@@ -34,6 +35,7 @@ from .lock import FolderLock, Owner
 CONFIG, METRICS, EVENTS, LOCK = "config.json", "metrics.csv", "events.jsonl", "lock"
 HEARTBEAT, CONTROL = "heartbeat.json", "control"
 SAMPLES, CHECKPOINTS, LAST, PREVIOUS = "samples", "checkpoints", "last.pt", "previous.pt"
+LIVE_GRID = "live.png"
 GRID_NAME = re.compile(r"iter_(\d+)\.png")
 MAX_NAME = 100  # characters of a run folder's name
 # Version 1: the layout before checkpoints carried a version (read as version 1). Version 2 adds the field.
@@ -177,6 +179,16 @@ class RunFolder:
         from . import export  # torchvision: not needed to read or steer a run
 
         export.save_png(image, self.grid_path(iteration))
+
+    @property
+    def live_grid_path(self) -> Path:
+        """The latest picture of the fixed latents drawn between saved grids (not one of `grids()`)."""
+        return self.path / SAMPLES / LIVE_GRID
+
+    def save_live_grid(self, image: np.ndarray) -> None:
+        from . import export
+
+        export.save_png(image, self.live_grid_path)
 
     def grids(self) -> list[tuple[int, Path]]:
         """The saved grids as (iteration, path), in order."""
@@ -334,6 +346,9 @@ class FollowerFolder(RunFolder):
         pass
 
     def save_grid(self, image: np.ndarray, iteration: int) -> None:
+        pass
+
+    def save_live_grid(self, image: np.ndarray) -> None:
         pass
 
     def save_checkpoint(self, state: dict, rotate: bool = True) -> None:

@@ -28,6 +28,7 @@ from .recorder import Recorder
 from .trainer import Trainer, points_bounds, resolve_device
 
 CHECKPOINT_SECONDS = 120  # a slow run also checkpoints at least this often
+LIVE_GRID_SECONDS = 3.0  # between saved grids, the monitor's grid is drawn at least this often
 # torch's own default (the physical cores), read at import, before anyone sets it
 DEFAULT_THREADS = torch.get_num_threads()
 
@@ -80,6 +81,8 @@ class TrainingLoop:
         self.iteration = plan.start_iteration
         self.events: tuple[dict, ...] = ()  # knob changes, as logged (the curves mark them)
         self.grid: Grid | None = None
+        self.grid_drawn = time.monotonic()  # when self.grid was drawn
+        self.saved_grid: int | None = None  # the iteration of the last grid saved in samples/
         self.bounds = points_bounds(self.data) if self.data.points else None  # 2-D: the picture's half-width
         self.last_saved: int | None = None  # iteration of the last checkpoint written from finite metrics
         self._saved_knobs: Knobs | None = None
@@ -202,8 +205,9 @@ class TrainingLoop:
             f"{bad.loss} became {bad.value} at iteration {bad.iteration}; {kept} — try a lower learning rate"
         )
 
-    def sample(self) -> Grid:
-        """Draw the fixed latents now: publish the picture and save it as samples/iter_N.png."""
+    def sample(self, save: bool = True) -> Grid:
+        """Draw the fixed latents now: publish the picture and save it as samples/iter_N.png (save=False: only as
+        the folder's live picture, for watchers; the saved grids and the GIF keep their iteration schedule)."""
         samples = self.trainer.sample_fixed()
         points = None
         if self.data.points:
@@ -214,8 +218,13 @@ class TrainingLoop:
             image = picture(samples, real=real, field=field, bounds=bounds)
         else:
             image = picture(samples, 10 if ARCHS[self.config.arch].conditional else None)
-        self.folder.save_grid(image, self.iteration)
+        if save:
+            self.folder.save_grid(image, self.iteration)
+            self.saved_grid = self.iteration
+        else:
+            self.folder.save_live_grid(image)
         self.grid = Grid(image, self.iteration, points)
+        self.grid_drawn = time.monotonic()
         return self.grid
 
     def save(self) -> None:
@@ -276,7 +285,7 @@ class TrainingLoop:
         else:
             if self.last_saved != self.iteration or self.knobs != self._saved_knobs:  # not saved here already
                 self.save()
-            if self.grid is None or self.grid.iteration != self.iteration:
+            if self.saved_grid != self.iteration:
                 self.sample()
             if self.done:
                 self._set_status(Status.FINISHED, f"reached {self.config.iterations} iterations")
@@ -303,11 +312,14 @@ class MetricsHook(Hook):
 
 
 class GridHook(Hook):
-    """The fixed latents' grid at iteration 1 and every sample_every."""
+    """The fixed latents' grid at iteration 1 and every sample_every, saved; in between, on a slow model, a live
+    one at least every LIVE_GRID_SECONDS (one no-grad pass of the fixed latents), so the monitor keeps moving."""
 
     def after_step(self, loop: TrainingLoop, step: StepResult) -> None:
         if step.iteration == 1 or step.iteration % loop.config.sample_every == 0:
             loop.sample()
+        elif time.monotonic() - loop.grid_drawn > LIVE_GRID_SECONDS:
+            loop.sample(save=False)
 
 
 class CheckpointHook(Hook):

@@ -171,7 +171,10 @@ class FolderRun:
             return self._grid[1], iteration
         if not iteration and self._grid[1] is not None:
             return self._grid[1], self._grid[0]
-        grids = self.folder.grids() if not iteration else [(iteration, self.folder.grid_path(iteration))]
+        path = self.folder.grid_path(iteration)
+        if iteration and not path.is_file():  # drawn between saved grids: the folder's live picture
+            path = self.folder.live_grid_path
+        grids = self.folder.grids() if not iteration else [(iteration, path)]
         if not grids:
             return None, 0
         iteration, path = grids[-1]

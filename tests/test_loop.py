@@ -123,3 +123,15 @@ def test_the_thread_driver_pauses_steps_and_saves_on_request(tmp_path):
     finally:
         run.stop()
     assert run.status is Status.STOPPED and run.plan.folder.owner() is None
+
+
+def test_a_slow_run_draws_a_live_grid_between_saved_ones(tmp_path, monkeypatch):
+    monkeypatch.setattr("gan_core.loop.LIVE_GRID_SECONDS", 0.0)  # every iteration counts as slow here
+    loop = TrainingLoop(new_plan(tmp_path, sample_every=1000))
+    for _ in range(3):
+        loop.step()
+    assert loop.grid.iteration == 3  # the monitor's grid follows the run ...
+    assert [it for it, _ in loop.folder.grids()] == [1]  # ... while the saved grids keep their schedule
+    assert loop.folder.live_grid_path.is_file()
+    loop.close()
+    assert [it for it, _ in loop.folder.grids()] == [1, 3]  # the end is saved, as always

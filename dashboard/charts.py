@@ -9,7 +9,7 @@ from gan_core.history import downsample
 
 GENERATOR, DISCRIMINATOR = "#0072BD", "#D95319"  # MATLAB's first two line colours
 MAX_POINTS = 2000
-HEIGHT = 380
+HEIGHT = 340  # the score panel and the Pause/Step/Stop row stand as tall as the grid beside them
 
 
 def _layout(fig: go.Figure, y_title: str, y_range=None, height: int = HEIGHT) -> go.Figure:

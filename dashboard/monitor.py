@@ -21,6 +21,7 @@ from . import charts
 from .registry import registry
 
 REFRESH_SECONDS = 1.0
+LIVE = "Live tuning: a change applies at the next iteration and is marked on the curves."
 GRID_PIXELS = 420
 
 _figures: dict = {}  # (run folder, chart) -> (data key, built at, figure); (run folder, 'grid') -> PNG
@@ -111,19 +112,21 @@ def draw_monitor() -> None:
     snap = run.snapshot()
     st.subheader(monitor_title(snap))
     draw_status(snap)
+    # MATLAB's layout, sized so that title, grid, curves, buttons and knobs fit a 1366x768 screen
     left, right = st.columns([1, 1.3])
     with left:
         draw_samples(snap)
     with right:
         st.plotly_chart(figure(snap, "scores"), key="scores", config={"displaylogo": False})
+        draw_buttons(run, snap)
     config = snap.config
     batch = f"batch {config.batch_size} x {config.nproc} processes = {config.batch_size * config.nproc}" if (
         config.nproc > 1) else f"batch {config.batch_size}"  # fmt: skip
     st.progress(min(1.0, snap.iteration / snap.target),
                 text=f"{snap.iteration:,} / {snap.target:,} iterations · {snap.images_per_s:,.0f} images/s · {batch} "
                 f"· {snap.device}")  # fmt: skip
-    draw_hints(snap)
     draw_controls(run, snap)
+    draw_hints(snap)
     draw_more_charts(snap)
 
 
@@ -172,12 +175,11 @@ def _apply(run: Run | FolderRun, name: str, key: str) -> None:
 
 def draw_controls(run: Run | FolderRun, snap: Snapshot) -> None:
     active = snap.active
-    st.markdown("**Live tuning** — changes apply at the next iteration and are marked on the curves.")
     c1, c2, c3, c4 = st.columns([1, 1, 1.4, 1])
     k = f"live-{snap.run_dir.name}-"
     knobs = snap.knobs
     for col, name, label in ((c1, "lr_g", "lr G"), (c2, "lr_d", "lr D")):
-        col.number_input(label, value=float(getattr(knobs, name)), step=1e-5, format="%.2e", key=k + name,
+        col.number_input(label, value=float(getattr(knobs, name)), step=1e-5, format="%.2e", key=k + name, help=LIVE,
                          disabled=not active, on_change=_apply, args=(run, name, k + name))  # fmt: skip
     c3.slider("Flip probability", 0.0, 1.0, float(knobs.flip_prob), 0.05, key=k + "flip_prob", disabled=not active,
               on_change=_apply, args=(run, "flip_prob", k + "flip_prob"))  # fmt: skip
@@ -185,11 +187,10 @@ def draw_controls(run: Run | FolderRun, snap: Snapshot) -> None:
                     on_change=_apply, args=(run, "d_iters", k + "d_iters"))  # fmt: skip
     if "live-error" in st.session_state:
         st.error(st.session_state["live-error"])
-    draw_buttons(run, snap)
 
 
 def draw_buttons(run: Run | FolderRun, snap: Snapshot) -> None:
-    b1, b2, b3, b4, _ = st.columns([1, 1, 1, 1, 2])
+    b1, b2, b3, b4 = st.columns(4)
     paused = snap.status is Status.PAUSED
     try:  # a run in another process may end between the page's drawing and a click
         if b1.button(

@@ -33,7 +33,7 @@ pytestmark = pytest.mark.browser
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
-VIEWPORT = {"width": 1400, "height": 1000}
+VIEWPORT = {"width": 1366, "height": 768}  # a laptop or projector at the front of a room
 SERVER_START_S = 60
 SHOW_S = 60  # first appearance of the chart and image: includes importing torch and loading the data
 SCREENSHOT_WAIT_S = 90
@@ -179,6 +179,20 @@ def test_train_watch_tune_and_download_in_a_browser(app, page, tmp_path):
     visible(page.locator('[data-testid="stImage"] img'), "The 'Generated Images' grid", SHOW_S)
     visible(page.get_by_text("Generated Images (iteration", exact=False), "The image grid's caption", 5)
     visible(page.get_by_text(HEADING), "The heading 'Epoch: e, Iteration: i, Elapsed: hh:mm:ss'", 5)
+
+    # after Start the whole monitor is in view without scrolling: title, grid, curves, buttons, knobs
+    in_view = {
+        "the heading": page.get_by_text(HEADING).first,
+        "the grid": page.locator('[data-testid="stImage"] img').first,
+        "the score chart": page.locator(".stPlotlyChart .js-plotly-plot").first,
+        "Stop": page.get_by_role("button", name="Stop", exact=True),
+        "lr D": page.get_by_label("lr D", exact=True),
+    }
+    for what, locator in in_view.items():
+        box = locator.bounding_box()
+        assert box and box["y"] >= 0 and box["y"] + box["height"] <= VIEWPORT["height"], (
+            f"{what} is not in view on a {VIEWPORT['width']}x{VIEWPORT['height']} screen after Start: {box}"
+        )
 
     first = iteration(page)
     assert wait_until(lambda: iteration(page) > first, 10), (

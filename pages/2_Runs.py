@@ -187,7 +187,7 @@ def watch_ui(infos: list[RunInfo]) -> None:
                         format_func=lambda n: f"{n} · {by_name[n].status or 'unknown'}")  # fmt: skip
     if st.button("Watch on the Train page", key="watch", type="primary"):
         registry().watch(by_name[name].path)
-        st.switch_page("app.py")
+        st.switch_page("pages/0_Train.py")
 
 
 def resume_ui(infos: list[RunInfo]) -> None:

@@ -182,3 +182,16 @@ def test_a_run_on_another_host_is_live_while_its_heartbeat_is_fresh(runs_dir):
     assert not folder.live() and run_info(folder).status is Status.INTERRUPTED
     beat(socket.gethostname(), 1.0)  # this host, fresh, but no process holds the lock: killed
     assert not folder.live() and run_info(folder).status is Status.INTERRUPTED
+
+
+def test_the_runs_page_sends_a_run_to_the_train_page_monitor(runs_dir):
+    config, knobs = resolve("ring", device="cpu", threads=1, iterations=3, eval_every=0)
+    for name in ("older", "newer"):
+        assert start_run(config, knobs, runs_dir=runs_dir, name=name).wait(60)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
+    at.switch_page("pages/2_Runs.py").run()
+    assert not at.exception
+    at.selectbox(key="watch_run").set_value("older").run()
+    at.button(key="watch").click().run()
+    assert not at.exception and registry().active == runs_dir / "older"
+    assert at.subheader[0].value.startswith("Epoch: 1, Iteration: 3, Elapsed: ")  # the Train page's monitor

@@ -21,6 +21,7 @@ from . import charts
 from .registry import registry
 
 REFRESH_SECONDS = 1.0
+PRESENTATION = "presentation"  # the toggle's key: the monitor for the front of a room
 LIVE = "Live tuning: a change applies at the next iteration and is marked on the curves."
 GRID_PIXELS = 420
 
@@ -110,14 +111,22 @@ def draw_monitor() -> None:
         st.info("No run yet — choose a preset and press **Start**.")
         return
     snap = run.snapshot()
-    st.subheader(monitor_title(snap))
+    presenting = st.session_state.get(PRESENTATION, False)
+    (st.title if presenting else st.subheader)(monitor_title(snap))
     draw_status(snap)
-    # MATLAB's layout, sized so that title, grid, curves, buttons and knobs fit a 1366x768 screen
-    left, right = st.columns([1, 1.3])
+    # MATLAB's layout, sized so that title, grid, curves, buttons and knobs fit a 1366x768 screen; presenting,
+    # the grid takes the larger part and the controls wait one click away
+    left, right = st.columns([1.4, 1] if presenting else [1, 1.3])
     with left:
-        draw_samples(snap)
+        draw_samples(snap, large=presenting)
     with right:
         st.plotly_chart(figure(snap, "scores"), key="scores", config={"displaylogo": False})
+        if presenting:
+            with st.popover("Controls: knobs, pause, step, stop", width="stretch"):
+                draw_buttons(run, snap)
+                draw_controls(run, snap)
+            draw_hints(snap)
+            return
         draw_buttons(run, snap)
     config = snap.config
     batch = f"batch {config.batch_size} x {config.nproc} processes = {config.batch_size * config.nproc}" if (
@@ -141,14 +150,15 @@ def draw_status(snap: Snapshot) -> None:
         st.caption(f"Starting on {snap.device} …")
 
 
-def draw_samples(snap: Snapshot) -> None:
+def draw_samples(snap: Snapshot, large: bool = False) -> None:
     if snap.points is not None:
         st.plotly_chart(charts.points_figure(snap.points), key="points", config={"displaylogo": False})
         st.caption(
             f"Real and generated points, D's output behind them (iteration {snap.points['iteration']})"
         )
     elif snap.grid is not None:
-        st.image(grid_png(snap), caption=f"Generated Images (iteration {snap.grid_iteration})")
+        st.image(grid_png(snap), caption=f"Generated Images (iteration {snap.grid_iteration})",
+                 width="stretch" if large else "content")  # fmt: skip
     else:
         st.caption("Generated Images appear after the first iteration.")
 

@@ -213,3 +213,19 @@ def test_processes_reach_the_config_and_each_process_needs_its_own_batch(runs_di
     }
     result = check({"preset": "pytorch-mlp", "dataset": "digits", "batch_size": 100, "nproc": 2}, {})
     assert result.ok and result.config.nproc == 2
+
+
+def test_after_start_the_setup_folds_away_and_presentation_view_keeps_only_the_monitor(runs_dir):
+    at = train_page()
+    assert at.expander[0].label == "Set-up" and at.title[0].value == "Train a GAN"
+    at.button(key="start").click().run()
+    assert not at.exception and registry().active_run() is not None
+    assert not at.expander[0].proto.expanded and not at.title  # the monitor has the screen
+    at.toggle(key="presentation").set_value(True).run()
+    assert not at.exception and not at.expander and not at.get("selectbox")  # no set-up form
+    assert at.title[0].value.startswith("Epoch: ")  # the title in large type
+    [popover] = at.get("popover")
+    assert popover.proto.popover.label.startswith("Controls")
+    assert {b.key for b in popover.button} >= {"live-pause", "live-step", "live-stop"}  # one click away
+    at.button(key="live-stop").click().run()
+    assert registry().active_run().wait(10)

@@ -178,8 +178,8 @@ def mlp_discriminator(spec: ModelSpec) -> nn.Module:
 # ---- dcgan28: CNTK DCGAN (reference 1); N(0, 0.02) weights
 
 
-def dcgan28_generator(spec: ModelSpec) -> nn.Module:
-    channels = image_channels(spec, 28, "dcgan28")
+def dcgan28_generator(spec: ModelSpec, name: str = "dcgan28") -> nn.Module:
+    channels = image_channels(spec, 28, name)
     dense, c = spec.units(1024), spec.units(128)
     layers = nn.Sequential(
         nn.Linear(spec.z_dim, dense), nn.BatchNorm1d(dense), nn.ReLU(),  # (B, 1024)
@@ -192,15 +192,17 @@ def dcgan28_generator(spec: ModelSpec) -> nn.Module:
     return initialise(Generator(layers, spec.data_shape), normal_002)
 
 
-def dcgan28_discriminator(spec: ModelSpec) -> nn.Module:
-    channels = image_channels(spec, 28, "dcgan28")
+def dcgan28_discriminator(spec: ModelSpec, first: int | None = None, name: str = "dcgan28") -> nn.Module:
+    channels = image_channels(spec, 28, name)
     c, dense = spec.units(64), spec.units(1024)
+    first = first or c
     features = nn.Sequential(
         # CNTK's tutorial gives this conv a single filter (Convolution2D(dkernel, 1)), so all D sees passes
         # through one 12x12 map; we read it as a slip (the next conv is 64 wide) and use 64. Measured on digits
         # (bench/quality.py, 10 min): one filter 0.41 recognisable, classifier FD 956; 64 filters 0.63, FD 236.
-        nn.Conv2d(channels, c, 5, stride=2), nn.BatchNorm2d(c), lrelu(),  # (B, 64, 12, 12)
-        nn.Conv2d(c, c, 5, stride=2), nn.BatchNorm2d(c), lrelu(),  # (B, 64, 4, 4)
+        # `dcgan28-cntk` keeps the tutorial's single filter (first=1).
+        nn.Conv2d(channels, first, 5, stride=2), nn.BatchNorm2d(first), lrelu(),  # (B, 64, 12, 12)
+        nn.Conv2d(first, c, 5, stride=2), nn.BatchNorm2d(c), lrelu(),  # (B, 64, 4, 4)
         nn.Flatten(), nn.Linear(c * 4 * 4, dense), nn.BatchNorm1d(dense), lrelu(),  # (B, 1024)
     )  # fmt: skip
     return initialise(Discriminator(features, nn.Linear(dense, 1)), normal_002)  # (B, 1)
@@ -336,6 +338,12 @@ ARCHS: dict[str, Arch] = {
         dcgan28_generator, dcgan28_discriminator, image_size=28, conditional=False, d_takes_labels=False,
         aux_classifier=False, batch_norm_in_d=True, points=False,
         description="CNTK DCGAN: dense+deconv generator, 28x28",
+    ),
+    "dcgan28-cntk": Arch(
+        partial(dcgan28_generator, name="dcgan28-cntk"), partial(dcgan28_discriminator, first=1, name="dcgan28-cntk"),
+        image_size=28, conditional=False,
+        d_takes_labels=False, aux_classifier=False, batch_norm_in_d=True, points=False,
+        description="CNTK DCGAN exactly as the tutorial: D's first conv has 1 filter (dcgan28 has 64)",
     ),
     "cdcgan": Arch(
         cdcgan_generator, cdcgan_discriminator, image_size=28, conditional=True, d_takes_labels=True,

@@ -140,6 +140,22 @@ PRESETS: dict[str, dict] = {
         # to ~31 at 1,000 iterations (bench/README.md). Batch 64: the same progress per iteration at half the cost.
         "digits": dict(augment="translation+cutout", batch_size=64),
     },
+    "cntk-dcgan-published": {
+        "description": "cntk-dcgan exactly as the tutorial published it: D's first conv with 1 filter, and no "
+        "changes on digits",
+        "settings": dict(
+            arch="dcgan28-cntk",
+            loss="bce",
+            dataset="mnist",
+            batch_size=128,
+            lr_g=2e-4,
+            lr_d=2e-4,
+            beta1=0.5,
+            d_iters=2,
+            g_steps=2,
+            iterations=10_000,
+        ),  # fmt: skip
+    },
     "matlab-dcgan": {
         "description": "MATLAB DCGAN on Flowers, 64x64 RGB, label flipping 0.35 (the monitor's model; "
         "a GPU preset: ~450 GFLOP per iteration)",
@@ -206,6 +222,20 @@ PRESETS: dict[str, dict] = {
         # (bench/quality.py); beta1 0.5, 2e-4 and 10% label flipping keep all ten classes, but late in the run
         # one class grows past a quarter of the samples; a discriminator judging pairs (PacGAN) holds them even.
         "digits": dict(beta1=0.5, lr_g=2e-4, lr_d=2e-4, flip_prob=0.1, pack=2),
+    },
+    "pytorch-mlp-published": {
+        "description": "pytorch-mlp exactly as published: Adam 3e-4 (0.9, 0.999), D judges one sample at a time, "
+        "no changes on digits",
+        "settings": dict(
+            arch="mlp",
+            loss="bce",
+            dataset="mnist",
+            batch_size=100,
+            lr_g=3e-4,
+            lr_d=3e-4,
+            beta1=0.9,
+            iterations=60_000,
+        ),  # fmt: skip
     },
     # Measured with bench/quality.py: a decaying rate lets the points settle on each mode. On the grid a plain
     # discriminator finds only 6-9 of the 25 modes; judging pairs of samples (PacGAN) with a slower

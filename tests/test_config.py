@@ -3,8 +3,10 @@
 import json
 
 import pytest
+import torch
 
 from gan_core.config import ConfigError, Knobs, RunConfig, from_dict, to_json
+from gan_core.models import ModelSpec, build_models
 from gan_core.presets import PRESETS, resolve
 
 
@@ -102,3 +104,18 @@ def test_presets_adjust_for_the_small_digits_set_but_keep_the_reference_elsewher
     assert (config.beta1, on_mnist.lr_g, on_mnist.flip_prob) == (0.9, 3e-4, 0.0)
     _, explicit = resolve("pytorch-mlp", dataset="digits", flip_prob=0.0)
     assert explicit.flip_prob == 0.0
+
+
+def test_the_published_variants_keep_the_published_networks_and_settings_on_digits():
+    config, knobs = resolve("pytorch-mlp-published", dataset="digits")
+    assert (config.pack, config.beta1, knobs.lr_g, knobs.lr_d, knobs.flip_prob) == (1, 0.9, 3e-4, 3e-4, 0.0)
+    adjusted, adjusted_knobs = resolve(
+        "pytorch-mlp", dataset="digits"
+    )  # the measured improvement, for contrast
+    assert (adjusted.pack, adjusted_knobs.flip_prob) == (2, 0.1)
+    config, knobs = resolve("cntk-dcgan-published", dataset="digits")
+    assert (config.arch, config.augment, config.batch_size, knobs.d_iters, config.g_steps) == (
+        "dcgan28-cntk", "none", 128, 2, 2)  # fmt: skip
+    _, discriminator = build_models(config.arch, ModelSpec(100, (1, 28, 28), 10))
+    first = next(m for m in discriminator.modules() if isinstance(m, torch.nn.Conv2d))
+    assert first.out_channels == 1  # Convolution2D(dkernel, 1), as the tutorial has it

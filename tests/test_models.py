@@ -71,6 +71,7 @@ def test_discriminator_takes_real_data(arch, spec):
 FLAGS = {  # conditional, d_takes_labels, aux_classifier, batch_norm_in_d, points, image_size
     "mlp": (False, False, False, False, True, 28),
     "dcgan28": (False, False, False, True, False, 28),
+    "dcgan28-cntk": (False, False, False, True, False, 28),
     "cdcgan": (True, True, False, True, False, 28),
     "acgan-wgan": (True, False, True, False, False, 28),
     "dcgan64": (False, False, False, True, False, 64),
@@ -185,6 +186,17 @@ def expected_counts(arch: str, c: int) -> tuple[int, int]:
             + bn(1024)
             + dense(1024, 1)
         )
+    elif arch == "dcgan28-cntk":  # CNTK exactly: D's first conv has one filter
+        g, _ = expected_counts("dcgan28", c)
+        d = (
+            conv(c, 1, 5)
+            + bn(1)
+            + conv(1, 64, 5)
+            + bn(64)
+            + dense(64 * 4 * 4, 1024)
+            + bn(1024)
+            + dense(1024, 1)
+        )
     elif arch == "cdcgan":  # TensorFlow, section 3
         g = conv(z + 10, 256, 7) + bn(256) + conv(256, 128, 5) + bn(128) + conv(128, c, 5)
         d = conv(c + 10, 128, 5) + conv(128, 256, 5) + bn(256) + conv(256, 1, 7)
@@ -252,6 +264,7 @@ def test_width_of_the_mlp_and_its_floor():
 SIZES = {  # arch: (generator conv outputs, discriminator conv outputs), height = width
     "mlp": ([], []),
     "dcgan28": ([14, 28], [12, 4]),
+    "dcgan28-cntk": ([14, 28], [12, 4]),
     "cdcgan": ([7, 14, 28], [14, 7, 1]),
     "acgan-wgan": ([14, 28, 28], [28, 14, 14, 7]),
     "dcgan64": ([8, 16, 32, 64], [32, 16, 8, 4, 1]),

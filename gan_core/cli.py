@@ -31,6 +31,7 @@ COMMANDS = {
     "evaluate": "evaluate",
     "list": "list_all",
 }  # in commands.py
+REPLAY_FLAGS = ("runs_dir", "name", "nproc", "max_restarts")  # what a replay may be given
 KNOB_FLAGS = (
     ("--lr-g", float),
     ("--lr-d", float),
@@ -77,6 +78,8 @@ def build_parser() -> Parser:
         metavar="RUN_DIR",
         help="continue this run up to --iterations in total (--device, --threads may change too)",
     )
+    train.add_argument("--replay", metavar="RUN_DIR", help="a new run repeating RUN_DIR: its settings, seed and "
+                       "every knob change at the iteration it took effect")  # fmt: skip
     train.add_argument(
         "--nproc",
         type=int,

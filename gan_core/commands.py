@@ -13,7 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from . import distributed, export, plan, storage
-from .cli import RESUME_FLAGS, SETTING_FLAGS, UsageError
+from .cli import REPLAY_FLAGS, RESUME_FLAGS, SETTING_FLAGS, UsageError
 from .config import ConfigError, check_range, from_dict
 from .data import DATASETS, TOYS
 from .driver import Driver
@@ -66,6 +66,13 @@ def _announce(run: plan.RunPlan) -> None:
 
 def _plan(args, world: int = 1, restart: Path | None = None) -> plan.RunPlan:
     """The run a `train` command describes: new, resumed (--resume), or after a restart (`restart`: its folder)."""
+    if args.replay and not restart:
+        given = [name for name, value in vars(args).items()
+                 if value is not None and name not in ("command", "replay", "argv", *REPLAY_FLAGS)]  # fmt: skip
+        if given:
+            raise UsageError(f"--{given[0].replace('_', '-')} cannot change in a replay: with --replay, give only "
+                             f"{', '.join('--' + f.replace('_', '-') for f in REPLAY_FLAGS)}")  # fmt: skip
+        return plan.replay(args.replay, runs_dir=args.runs_dir, name=args.name)
     if args.resume or restart:
         given = [name for name, value in vars(args).items()
                  if value is not None and name not in ("command", "resume", "argv")]  # fmt: skip
@@ -73,8 +80,12 @@ def _plan(args, world: int = 1, restart: Path | None = None) -> plan.RunPlan:
         if args.resume and refused:
             raise UsageError(f"--{refused[0].replace('_', '-')} cannot change when a run resumes: with --resume, "
                              f"give only {', '.join('--' + f.replace('_', '-') for f in RESUME_FLAGS)}")  # fmt: skip
-        return plan.resume(args.resume or restart, iterations=args.iterations, device=args.device,
-                           threads=args.threads, nproc=world)  # fmt: skip
+        run = plan.resume(args.resume or restart, iterations=args.iterations, device=args.device,
+                          threads=args.threads, nproc=world)  # fmt: skip
+        if args.replay:  # a replay restarted by torchrun: its remaining changes
+            later = plan.knob_schedule(RunFolder.open(args.replay).read_events()).items()
+            run.schedule = {it: changes for it, changes in later if it > run.start_iteration} or None
+        return run
     config, knobs = _settings(args)
     return plan.new_run(config.replace(nproc=world), knobs, runs_dir=args.runs_dir, name=args.name)
 
@@ -191,9 +202,15 @@ def launch(args) -> int:
             )
         path = folder.path
     else:
-        config, _ = _settings(args)
-        root = storage.runs_root(args.runs_dir)
-        name = args.name or storage.timestamp_name(config.preset or config.arch, config.dataset)
+        if args.replay:
+            original = RunFolder.open(args.replay)
+            root = Path(args.runs_dir) if args.runs_dir else original.path.parent
+            name = args.name or f"{original.name}-replay"
+            argv = [*_without(argv, ("--runs-dir",)), "--runs-dir", str(root)]
+        else:
+            config, _ = _settings(args)
+            root = storage.runs_root(args.runs_dir)
+            name = args.name or storage.timestamp_name(config.preset or config.arch, config.dataset)
         RunFolder.check_new(root, name)
         path = root / name
         argv = [*_without(argv, ("--name",)), "--name", name]
@@ -235,7 +252,7 @@ def train_ranked(args) -> int:
                     run.folder.log("note", run.start_iteration, text=f"torchrun restart {distributed.restart_count()}: "
                                    f"resumed from the checkpoint of iteration {run.start_iteration}")  # fmt: skip
                 shared = {"path": str(run.folder.path), "config": asdict(run.config), "knobs": asdict(run.knobs),
-                          "checkpoint": run.checkpoint}  # fmt: skip
+                          "checkpoint": run.checkpoint, "schedule": run.schedule}  # fmt: skip
                 _remember_folder(args, run.folder.path)
             except Exception as exc:
                 group.share({"error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__})

@@ -110,7 +110,10 @@ class TrainingLoop:
             raise
         # only the process that writes the folder draws grids and measures sample quality
         writing = (self.quality, GridHook()) if self.main else ()
-        self.hooks = (*writing, MetricsHook(), CheckpointHook(), *hooks)
+        scheduled = (
+            (ScheduleHook(plan.schedule),) if plan.schedule else ()
+        )  # last: as a boundary would apply them
+        self.hooks = (*writing, MetricsHook(), CheckpointHook(), *hooks, *scheduled)
         self._saved_at = time.monotonic()
         self.recorder.start_clock()
         self._set_status(Status.RUNNING, "")
@@ -320,6 +323,19 @@ class GridHook(Hook):
             loop.sample()
         elif time.monotonic() - loop.grid_drawn > LIVE_GRID_SECONDS:
             loop.sample(save=False)
+
+
+class ScheduleHook(Hook):
+    """Knob changes at the iterations a schedule names (a replay), each applied after the iteration before it,
+    as the original's boundary applied it; logged as any change is."""
+
+    def __init__(self, schedule: dict[int, dict]):
+        self.schedule = schedule
+
+    def after_step(self, loop: TrainingLoop, step: StepResult) -> None:
+        changes = self.schedule.get(step.iteration + 1)
+        if changes:
+            loop.set_knobs(loop.knobs.replace(**changes))
 
 
 class CheckpointHook(Hook):

@@ -33,6 +33,7 @@ class RunPlan:
     checkpoint: dict | None = None
     notes: tuple[str, ...] = ()  # what the user should hear: a damaged checkpoint passed over, a stale lock
     group: Group | None = None  # one of N processes training the run together (torchrun)
+    schedule: dict[int, dict] | None = None  # a replay: knob changes by the iteration that first uses them
 
     @property
     def start_iteration(self) -> int:
@@ -113,14 +114,44 @@ def resume(
     return RunPlan(folder, config, knobs, data, lock, checkpoint, notes)
 
 
+def replay(
+    run_dir: str | Path, runs_dir: str | Path | None = None, name: str | None = None, data: Data | None = None
+) -> RunPlan:
+    """A new run that repeats another: its config, seed and starting knobs, and every knob change it logged at
+    the iteration that first used it. Changes undone by a resume (logged past the checkpoint it resumed from)
+    are left out, as the original's own history left them out."""
+    original = RunFolder.open(run_dir)
+    config, knobs = original.read_config()
+    schedule = knob_schedule(original.read_events())
+    early = [schedule.pop(it) for it in sorted(schedule) if it <= 1]
+    for changes in early:  # in force from the first iteration: the replay starts with them
+        knobs = knobs.replace(**changes)
+    plan = new_run(config, knobs, runs_dir or original.path.parent, name or f"{original.name}-replay", data)
+    plan.schedule = schedule
+    plan.folder.log("replay", 0, of=str(original.path.resolve()), changes=len(schedule))
+    return plan
+
+
+def knob_schedule(events: list[dict]) -> dict[int, dict]:
+    """{iteration: changes} of a run's knob events, as its final history has them."""
+    schedule: dict[int, dict] = {}
+    for event in events:
+        if event.get("event") == "resume":  # what came after the checkpoint was lost, and redone
+            start = int(event.get("from_iteration", event.get("iteration", 0)))
+            schedule = {it: changes for it, changes in schedule.items() if it <= start}
+        elif event.get("event") == "knobs" and isinstance(event.get("changes"), dict):
+            schedule.setdefault(int(event["iteration"]), {}).update(event["changes"])
+    return schedule
+
+
 def follow(shared: dict, group: Group) -> RunPlan:
     """The run the group's first process planned (`shared`: its folder, settings and checkpoint), for another
     process of the group: it loads the same data and writes nothing."""
     config, knobs = RunConfig(**shared["config"]), Knobs(**shared["knobs"])
     data = load_dataset(config.dataset, ARCHS[config.arch].image_size, config.data_dir)
-    return RunPlan(
-        FollowerFolder(shared["path"]), config, knobs, data, None, shared["checkpoint"], group=group
-    )
+    schedule = {int(it): changes for it, changes in (shared.get("schedule") or {}).items()} or None
+    return RunPlan(FollowerFolder(shared["path"]), config, knobs, data, None, shared["checkpoint"], group=group,
+                   schedule=schedule)  # fmt: skip
 
 
 def _check_fits(checkpoint: dict, data: Data, folder: RunFolder) -> None:

@@ -135,3 +135,29 @@ def test_a_slow_run_draws_a_live_grid_between_saved_ones(tmp_path, monkeypatch):
     assert loop.folder.live_grid_path.is_file()
     loop.close()
     assert [it for it, _ in loop.folder.grids()] == [1, 3]  # the end is saved, as always
+
+
+def test_a_replay_repeats_a_live_tuned_run_exactly_on_the_cpu(tmp_path):
+    original = Run(new_plan(tmp_path, "original", iterations=60, checkpoint_every=1000)).start()
+    assert wait_for(lambda: original.iteration >= 15, timeout=60)
+    original.update(lr_d=1e-3)  # tuned by hand while it trains, at whatever iteration it has reached
+    assert wait_for(lambda: original.iteration >= 35, timeout=60)
+    original.update(flip_prob=0.2, d_iters=2)
+    assert original.wait(60) and original.status is Status.FINISHED
+    replayed = plan.replay(original.run_dir, name="again", data=tiny_images())
+    assert replayed.schedule and len(replayed.schedule) == 2
+    loop = TrainingLoop(replayed)
+    while not loop.done:
+        loop.step()
+    assert loop.close() is Status.FINISHED
+    (columns, theirs), (_, ours) = original.plan.folder.read_metrics(), loop.folder.read_metrics()
+    timing = [columns.index(c) for c in ("elapsed_s", "images_per_s")]  # the clock's, not the training's
+    np.testing.assert_array_equal(np.delete(ours, timing, axis=1), np.delete(theirs, timing, axis=1))
+    assert knob_changes(loop.folder) == knob_changes(original.plan.folder)
+    assert [e for e in loop.folder.read_events() if e["event"] == "replay"][0]["of"] == str(
+        original.run_dir.resolve()
+    )
+
+
+def knob_changes(folder) -> list[tuple[int, dict]]:
+    return [(e["iteration"], e["changes"]) for e in folder.read_events() if e["event"] == "knobs"]

@@ -13,6 +13,7 @@ from pathlib import Path
 import streamlit as st
 
 from gan_core import Knobs, Run, RunConfig, load_dataset, resume_run, start_run
+from gan_core import plan as plans
 from gan_core.config import to_json
 from gan_core.folder import RunFolder, list_runs
 from gan_core.storage import atomic_write, runs_root, timestamp_name
@@ -53,16 +54,26 @@ class Registry:
         """`python -m gan_core train --nproc N` with these settings, in a session of its own (a server that
         stops leaves it training); its output goes to RUNS/.launch/NAME.log."""
         root = runs_root()
-        name = name or timestamp_name(config.preset or config.arch, config.dataset)
-        RunFolder.check_new(root, name)
-        base, n = name, 1
-        while (root / name).exists() or (root / LAUNCHES / f"{name}.json").exists():
-            n += 1
-            name = f"{base}-{n}"
-        settings, log = root / LAUNCHES / f"{name}.json", root / LAUNCHES / f"{name}.log"
+        name = _free_name(root, name or timestamp_name(config.preset or config.arch, config.dataset))
+        settings = root / LAUNCHES / f"{name}.json"
         atomic_write(settings, to_json(config, knobs))
-        command = [sys.executable, "-m", "gan_core", "train", "--config", str(settings), "--name", name,
-                   "--runs-dir", str(root), "--nproc", str(config.nproc)]  # fmt: skip
+        return self._spawn(root, name, ["--config", str(settings), "--nproc", str(config.nproc)])
+
+    def replay(self, run_dir: Path) -> Run | FolderRun:
+        """A new run repeating `run_dir`'s settings and knob changes (gan_core.plan.replay), trained as the
+        original was: in this server, or on as many processes."""
+        original = RunFolder.open(run_dir)
+        config, _ = original.read_config()
+        root = runs_root()
+        name = _free_name(root, f"{original.name}-replay")
+        if config.nproc > 1:
+            return self._spawn(root, name, ["--replay", str(original.path), "--nproc", str(config.nproc)])
+        return self._add(Run(plans.replay(original.path, runs_dir=root, name=name)).start())
+
+    def _spawn(self, root: Path, name: str, flags: list[str]) -> FolderRun:
+        log = root / LAUNCHES / f"{name}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-m", "gan_core", "train", *flags, "--name", name, "--runs-dir", str(root)]
         with open(log, "wb") as out:
             process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                        start_new_session=True)  # fmt: skip
@@ -120,6 +131,16 @@ class Registry:
                 self.active = None
         if run is not None:
             run.stop()
+
+
+def _free_name(root: Path, name: str) -> str:
+    """`name`, or name-2, name-3 ... when a run folder or a launch already has it."""
+    RunFolder.check_new(root, name)
+    base, n = name, 1
+    while (root / name).exists() or (root / LAUNCHES / f"{name}.json").exists():
+        n += 1
+        name = f"{base}-{n}"
+    return name
 
 
 def _warm_up() -> None:

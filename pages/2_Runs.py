@@ -15,6 +15,7 @@ from dashboard.sidebar import STATUS_ICONS, page_setup
 from gan_core import ConfigError
 from gan_core.folder import RunFolder, RunInfo, Status
 from gan_core.history import downsample
+from gan_core.plan import knob_schedule
 from gan_core.run import format_elapsed
 
 MAX_POINTS = 2000
@@ -116,6 +117,17 @@ def _resume(by_name: dict[str, RunInfo]) -> None:
     st.session_state["runs_hint"] = True
 
 
+def _replay(by_name: dict[str, RunInfo]) -> None:
+    info = by_name[st.session_state["replay_run"]]
+    try:
+        run = registry().replay(info.path)
+    except Exception as exc:  # data that cannot be loaded, a damaged config: say why, no traceback
+        st.session_state["runs_message"] = ("error", f"Cannot replay {info.name}: {str(exc).splitlines()[0]}")
+        return
+    st.session_state["runs_message"] = ("success", f"Replaying {info.name} as {run.run_dir.name}.")
+    st.session_state["runs_hint"] = True
+
+
 def _delete(by_name: dict[str, RunInfo]) -> None:
     info = by_name[st.session_state["delete_run"]]
     registry().forget(info.path)  # a live run stops (and saves) first
@@ -213,6 +225,18 @@ def resume_ui(infos: list[RunInfo]) -> None:
     st.button("Resume", key="resume", on_click=_resume, args=(by_name,), type="primary")
 
 
+def replay_ui(infos: list[RunInfo]) -> None:
+    """A run tuned by hand during a demo, again: the same settings and seed, each knob change at its iteration."""
+    st.subheader("Replay")
+    by_name = {info.name: info for info in infos}
+    info = by_name[st.selectbox("Run to replay", list(by_name), key="replay_run")]
+    changes = knob_schedule(RunFolder(info.path).read_events())
+    st.caption(f"A new run with {info.name}'s settings and seed, and its {len(changes)} knob change"
+               f"{'' if len(changes) == 1 else 's'} at the iterations they took effect"
+               f"{': ' + ', '.join(map(str, sorted(changes))) if changes else ''}.")  # fmt: skip
+    st.button("Replay", key="replay", on_click=_replay, args=(by_name,))
+
+
 def delete_ui(infos: list[RunInfo]) -> None:
     st.subheader("Delete")
     by_name = {info.name: info for info in infos}
@@ -244,6 +268,7 @@ def main() -> None:
     left, right = st.columns(2)
     with left:
         resume_ui(infos)
+        replay_ui(infos)
     with right:
         delete_ui(infos)
 

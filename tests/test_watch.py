@@ -195,3 +195,31 @@ def test_the_runs_page_sends_a_run_to_the_train_page_monitor(runs_dir):
     at.button(key="watch").click().run()
     assert not at.exception and registry().active == runs_dir / "older"
     assert at.subheader[0].value.startswith("Epoch: 1, Iteration: 3, Elapsed: ")  # the Train page's monitor
+
+
+def test_the_runs_page_replays_a_tuned_run_with_its_knob_changes(runs_dir):
+    config, knobs = resolve("ring", device="cpu", threads=1, iterations=30, eval_every=0, batch_size=64)
+    original = start_run(config, knobs, runs_dir=runs_dir, name="tuned")
+    assert wait_for(lambda: original.iteration >= 5, timeout=60)
+    original.update(lr_d=5e-4)
+    assert original.wait(60)
+    [(at_iteration, changes)] = [(e["iteration"], e["changes"]) for e in RunFolder(original.run_dir).read_events()
+                                 if e["event"] == "knobs"]  # fmt: skip
+    at = AppTest.from_file(str(ROOT / "pages" / "2_Runs.py"), default_timeout=TIMEOUT).run()
+    at.selectbox(key="replay_run").set_value("tuned").run()
+    assert any(f"its 1 knob change at the iterations they took effect: {at_iteration}." in c.value
+               for c in at.caption)  # fmt: skip
+    at.button(key="replay").click().run()
+    assert not at.exception and any("Replaying tuned as tuned-replay" in s.value for s in at.success)
+    replay = registry().active_run()
+    assert replay.run_dir == runs_dir / "tuned-replay" and replay.wait(60)
+    events = RunFolder(replay.run_dir).read_events()
+    assert [(e["iteration"], e["changes"]) for e in events if e["event"] == "knobs"] == [
+        (at_iteration, changes)
+    ]
+    (columns, theirs), (_, ours) = (
+        RunFolder(original.run_dir).read_metrics(),
+        RunFolder(replay.run_dir).read_metrics(),
+    )
+    lr_d = columns.index("lr_d")
+    np.testing.assert_array_equal(ours[:, lr_d], theirs[:, lr_d])

@@ -153,6 +153,9 @@ def more_ui(values: dict, s: dict, k: str) -> None:
                                           "torchrun train it together (one GPU each on CUDA; each its own batch), "
                                           "apart from this server: stopping the server does not stop them."))  # fmt: skip
     values["hflip"] = c4.checkbox("Random horizontal flip", value=bool(s["hflip"]), key=k + "hflip")
+    values["tensorboard"] = c4.checkbox("TensorBoard event files", value=False, key=k + "tensorboard",
+                                        help="Also write the run's curves and grids for `tensorboard --logdir runs` "
+                                        "(needs the tensorboard package).")  # fmt: skip
 
 
 def dataset_ui(preset_dataset: str, k: str, errors: dict) -> str:

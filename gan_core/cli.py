@@ -78,6 +78,12 @@ def build_parser() -> Parser:
         metavar="RUN_DIR",
         help="continue this run up to --iterations in total (--device, --threads may change too)",
     )
+    train.add_argument(
+        "--tensorboard",
+        action="store_true",
+        default=None,
+        help="also write TensorBoard event files into the run folder (needs: pip install tensorboard)",
+    )
     train.add_argument("--replay", metavar="RUN_DIR", help="a new run repeating RUN_DIR: its settings, seed and "
                        "every knob change at the iteration it took effect")  # fmt: skip
     train.add_argument(

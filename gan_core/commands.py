@@ -95,6 +95,7 @@ def _settings(args):
     settings = {
         name: getattr(args, name) for name in (flag[2:].replace("-", "_") for flag, _ in SETTING_FLAGS)
     }
+    settings["tensorboard"] = args.tensorboard
     base: dict = {}
     if args.config:
         path = Path(args.config)

@@ -102,6 +102,7 @@ class RunConfig:
     seed: int = 0
     device: str = "auto"
     threads: int | None = None  # torch intra-op threads on CPU; None: all cores
+    tensorboard: bool = False  # also write TensorBoard event files into RUN/tensorboard/ (optional package)
     nproc: int = 1  # processes training the run together (torchrun); each D update sees nproc x batch_size
     checkpoint_every: int = 1000
     eval_every: int | None = None  # sample-quality metrics: None = automatic (~2% of training time), 0 = off

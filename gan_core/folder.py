@@ -36,6 +36,7 @@ CONFIG, METRICS, EVENTS, LOCK = "config.json", "metrics.csv", "events.jsonl", "l
 HEARTBEAT, CONTROL = "heartbeat.json", "control"
 SAMPLES, CHECKPOINTS, LAST, PREVIOUS = "samples", "checkpoints", "last.pt", "previous.pt"
 LIVE_GRID = "live.png"
+TENSORBOARD = "tensorboard"  # event files, with --tensorboard
 GRID_NAME = re.compile(r"iter_(\d+)\.png")
 MAX_NAME = 100  # characters of a run folder's name
 # Version 1: the layout before checkpoints carried a version (read as version 1). Version 2 adds the field.
@@ -189,6 +190,10 @@ class RunFolder:
         from . import export
 
         export.save_png(image, self.live_grid_path)
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        return self.path / TENSORBOARD
 
     def grids(self) -> list[tuple[int, Path]]:
         """The saved grids as (iteration, path), in order."""

@@ -110,6 +110,10 @@ class TrainingLoop:
             raise
         # only the process that writes the folder draws grids and measures sample quality
         writing = (self.quality, GridHook()) if self.main else ()
+        if self.main and self.config.tensorboard:
+            from .tensorboard import TensorBoardHook
+
+            writing += (TensorBoardHook(self),)
         scheduled = (
             (ScheduleHook(plan.schedule),) if plan.schedule else ()
         )  # last: as a boundary would apply them

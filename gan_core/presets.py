@@ -43,6 +43,10 @@ def check_compatible(config: RunConfig, knobs: Knobs) -> None:
     """Refuse combinations that cannot train as asked, with a message that says what would."""
     check_choice("arch", config.arch, list(ARCHS))
     check_choice("loss", config.loss, list(LOSSES))
+    if config.tensorboard:
+        from .tensorboard import check_available
+
+        check_available()
     arch, loss = ARCHS[config.arch], LOSSES[config.loss]
     kind = dataset_kind(config.dataset)
     if kind == "points" and not arch.points:

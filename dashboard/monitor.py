@@ -6,12 +6,14 @@ import threading
 import time
 
 import numpy as np
+import plotly.graph_objects as go
 import streamlit as st
 from PIL import Image
 
 from gan_core import ConfigError, DataError, Run, Snapshot, Status
 from gan_core.data import TOYS
 from gan_core.export import png_bytes
+from gan_core.folder import RunFolder
 from gan_core.hints import failure_hints, quality_hints
 from gan_core.losses import LOSSES
 from gan_core.run import format_elapsed
@@ -24,6 +26,7 @@ REFRESH_SECONDS = 1.0
 PRESENTATION = "presentation"  # the toggle's key: the monitor for the front of a room
 LIVE = "Live tuning: a change applies at the next iteration and is marked on the curves."
 GRID_PIXELS = 420
+SCRUBBED_GRID_PIXELS = 320  # shown this wide once the scrub slider stands under it
 
 _figures: dict = {}  # (run folder, chart) -> (data key, built at, figure); (run folder, 'grid') -> PNG
 _figures_lock = threading.Lock()
@@ -118,9 +121,12 @@ def draw_monitor() -> None:
     # the grid takes the larger part and the controls wait one click away
     left, right = st.columns([1.4, 1] if presenting else [1, 1.3])
     with left:
-        draw_samples(snap, large=presenting)
+        shown = draw_samples(snap, large=presenting)
     with right:
-        st.plotly_chart(figure(snap, "scores"), key="scores", config={"displaylogo": False})
+        scores = figure(snap, "scores")
+        if shown is not None:  # scrubbed back: the curves mark the grid's iteration (on this tab's own copy)
+            scores = go.Figure(scores).add_vline(x=shown, line=dict(color="#444", width=2))
+        st.plotly_chart(scores, key="scores", config={"displaylogo": False})
         if presenting:
             with st.popover("Controls: knobs, pause, step, stop", width="stretch"):
                 draw_buttons(run, snap)
@@ -150,17 +156,63 @@ def draw_status(snap: Snapshot) -> None:
         st.caption(f"Starting on {snap.device} …")
 
 
-def draw_samples(snap: Snapshot, large: bool = False) -> None:
+def draw_samples(snap: Snapshot, large: bool = False) -> int | None:
+    """The grid (or 2-D picture); with a slider through the saved grids. Returns the iteration scrubbed back to,
+    None while the picture follows the run."""
     if snap.points is not None:
         st.plotly_chart(charts.points_figure(snap.points), key="points", config={"displaylogo": False})
         st.caption(
             f"Real and generated points, D's output behind them (iteration {snap.points['iteration']})"
         )
-    elif snap.grid is not None:
-        st.image(grid_png(snap), caption=f"Generated Images (iteration {snap.grid_iteration})",
-                 width="stretch" if large else "content")  # fmt: skip
-    else:
+        return None
+    if snap.grid is None:
         st.caption("Generated Images appear after the first iteration.")
+        return None
+    picture = st.container()  # above the slider, drawn once the slider has said which grid
+    shown = scrub_ui(snap)
+    # with the slider under it, the grid gives up the slider's height: the monitor still fits 1366x768
+    width = (
+        "stretch"
+        if large
+        else SCRUBBED_GRID_PIXELS
+        if f"scrub-{snap.run_dir.name}" in st.session_state
+        else "content"
+    )
+    with picture:
+        if shown is None:
+            st.image(
+                grid_png(snap), caption=f"Generated Images (iteration {snap.grid_iteration})", width=width
+            )
+        else:
+            path = RunFolder(snap.run_dir).grid_path(shown)
+            st.image(saved_grid_png(str(path), path.stat().st_mtime_ns), width=width,
+                     caption=f"Generated Images (iteration {shown}; the run is at {snap.iteration})")  # fmt: skip
+    return shown
+
+
+def scrub_ui(snap: Snapshot) -> int | None:
+    """A slider through every grid the run has saved; at its right end it follows the run. Returns the
+    iteration chosen, or None while following."""
+    saved = [it for it, _ in RunFolder(snap.run_dir).grids()]
+    if len(saved) < 2:
+        return None
+    key = f"scrub-{snap.run_dir.name}"
+    if st.session_state.get(key + "-follow", True) or st.session_state.get(key) not in saved:
+        st.session_state[key] = saved[-1]
+    st.session_state[key + "-latest"] = saved[-1]
+    shown = st.select_slider("Saved grids", saved, key=key, on_change=_scrubbed, args=(key,),
+                             format_func=lambda it: f"{it:,}", label_visibility="collapsed")  # fmt: skip
+    return None if shown == saved[-1] else shown
+
+
+def _scrubbed(key: str) -> None:
+    st.session_state[key + "-follow"] = st.session_state[key] == st.session_state.get(key + "-latest")
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def saved_grid_png(path: str, mtime_ns: int) -> bytes:
+    with Image.open(path) as image:
+        return png_bytes(enlarged(np.asarray(image.convert("RGB"))))
 
 
 def draw_hints(snap: Snapshot) -> None:

@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard.form import FOLDER, check
 from dashboard.registry import registry
+from gan_core.presets import resolve
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 120  # importing torch alone takes longer than AppTest's default 3 s
@@ -229,3 +230,23 @@ def test_after_start_the_setup_folds_away_and_presentation_view_keeps_only_the_m
     assert {b.key for b in popover.button} >= {"live-pause", "live-step", "live-stop"}  # one click away
     at.button(key="live-stop").click().run()
     assert registry().active_run().wait(10)
+
+
+def test_the_scrub_slider_goes_back_through_saved_grids_and_follows_the_run_at_its_end(runs_dir):
+    config, knobs = resolve("pytorch-mlp", dataset="digits", device="cpu", threads=1, iterations=40,
+                            sample_every=10, eval_every=0)  # fmt: skip
+    run = registry().start(config, knobs, name="scrub")
+    assert run.wait(60)
+    at = train_page()
+    slider = at.select_slider(key="scrub-scrub")
+    assert (
+        list(slider.options) == ["1", "10", "20", "30", "40"] and slider.value == 40
+    )  # at the end: following
+    assert at.get("image")[0].proto.imgs[0].caption == "Generated Images (iteration 40)"
+    slider.set_value(20).run()
+    assert not at.exception
+    assert at.get("image")[0].proto.imgs[0].caption == "Generated Images (iteration 20; the run is at 40)"
+    shapes = at.get("plotly_chart")[0].proto.spec
+    assert '"x0":20' in shapes.replace(" ", "")  # the curves mark the iteration shown
+    at.select_slider(key="scrub-scrub").set_value(40).run()
+    assert at.get("image")[0].proto.imgs[0].caption == "Generated Images (iteration 40)"

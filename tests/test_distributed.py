@@ -227,12 +227,17 @@ def test_a_killed_process_is_restarted_from_the_last_checkpoint(tmp_path):
     story = [e["status"] if e["event"] == "status" else e["event"] for e in RunFolder(run).read_events()
              if e["event"] in ("status", "resume")]  # fmt: skip
     assert story[-1] == "finished" and story.count("resume") == 1
-    assert story.index("running") < story.index("interrupted") < story.index("resume"), story
     logged = RunFolder(run).read_events()
-    cut = next(i for i, e in enumerate(logged) if e.get("status") == "interrupted")
+    cut = next(i for i, e in enumerate(logged) if e["event"] == "resume")
+    # The first process logs "interrupted" when its collective fails; blocked in one when torchrun ends it, it is
+    # killed before it can, and the restarted first process says whose lock it took over.
+    said = [e for e in logged[:cut] if e.get("status") == "interrupted"]
+    took_over = any("ended without releasing it" in note for note in logged[cut].get("notes", []))
+    assert (said and said[0]["iteration"] > 220) or took_over, story
+    assert story.index("running") < story.index("resume"), story
     saved = [e["iteration"] for e in logged[:cut] if e["event"] == "replicas"]  # each checkpoint checks them
     last_saved = saved[-1]
-    assert last_saved == 200 and logged[cut]["iteration"] > 220
+    assert last_saved == 200
     assert events(run, "resume")[0]["from_iteration"] == last_saved
     assert any("torchrun restart 1" in e.get("text", "") for e in events(run, "note"))
     assert all(e["identical"] for e in events(run, "replicas"))

@@ -146,8 +146,7 @@ def save_monitor_screenshot(page) -> None:
     """docs/monitor.png: the main column from the monitor's heading down to the live-tuning row."""
     page.get_by_label("lr D", exact=True).blur()
     page.mouse.move(0, 0)  # no hover toolbars in the picture
-    # the page scrolls inside a viewport-high container, so full_page cannot reach what is below it
-    page.get_by_text("Generated Images (iteration").first.evaluate("e => e.scrollIntoView({block: 'center'})")
+    # the whole monitor is in view on this screen (asserted after Start): no scrolling
     # between two refreshes, so no element is drawn faded as stale
     page.wait_for_function(
         f"!document.querySelector('{MAIN} [data-stale=\"true\"]')", polling=50, timeout=10_000
@@ -160,9 +159,7 @@ def save_monitor_screenshot(page) -> None:
     y1 = controls["y"] + controls["height"] + 16
     path = ROOT / "docs" / "monitor.png"
     path.parent.mkdir(exist_ok=True)
-    page.screenshot(
-        path=str(path), full_page=True, clip={"x": x0, "y": y0, "width": main["width"], "height": y1 - y0}
-    )
+    page.screenshot(path=str(path), clip={"x": x0, "y": y0, "width": main["width"], "height": y1 - y0})
 
 
 # ---- the test

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import streamlit as st
+from PIL import Image
 
 from dashboard import pages_common as common
+from dashboard.monitor import enlarged
 from dashboard.pages_common import Download, draw_download, draw_png
 from dashboard.sidebar import page_setup
-from gan_core.folder import RunInfo
+from gan_core.export import png_bytes
+from gan_core.folder import RunFolder, RunInfo
 from gan_core.run import Run
 from gan_core.sampling import Sampler
 
@@ -146,6 +150,19 @@ def draw_exports(info: RunInfo, stamp: int, sampler: Sampler, request: GridReque
 # ---- the page
 
 
+def history_ui(info: RunInfo) -> None:
+    """Every grid the run saved while it trained, one at a time on a slider: how it learned."""
+    saved = dict(RunFolder(info.path).grids())
+    if len(saved) < 2:
+        return
+    st.subheader("History")
+    shown = st.select_slider("Saved grid at iteration", list(saved), value=max(saved), key=f"history-{info.name}",
+                             format_func=lambda it: f"{it:,}")  # fmt: skip
+    with Image.open(saved[shown]) as image:
+        grid = np.asarray(image.convert("RGB"))
+    draw_png(png_bytes(enlarged(grid)), f"Generated Images (iteration {shown:,} of {max(saved):,})")
+
+
 def main() -> None:
     page_setup("Samples")
     st.title("Samples")
@@ -178,6 +195,7 @@ def main() -> None:
         f"Generator of iteration {sampler.iteration:,} · {sampler.config.arch} on {sampler.config.dataset}"
     )
     request = grid_ui(info, stamp, sampler)
+    history_ui(info)
     draw_interpolation(info, stamp, sampler)
     draw_exports(info, stamp, sampler, request)
 

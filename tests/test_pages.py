@@ -135,7 +135,7 @@ def test_samples_page_shows_a_grid_and_offers_every_export(runs, media):
     at = page(SAMPLES)
     at.selectbox(key="samples_run").set_value("images").run()
     assert not at.exception and not at.error
-    assert len(at.image) == 2  # the grid and the interpolation
+    assert len(at.image) == 3  # the grid, the history's saved grid, the interpolation
     files = downloads(at, media)
     assert set(files) == {"This picture (PNG)", "Time-lapse (GIF)", "Checkpoint (.pt)", "Metrics (CSV)"}
     png, name = files["This picture (PNG)"]
@@ -150,6 +150,23 @@ def test_samples_page_shows_a_grid_and_offers_every_export(runs, media):
     )
     csv, name = files["Metrics (CSV)"]
     assert name == "images-metrics.csv" and csv.decode().startswith("iteration,")
+
+
+def test_samples_history_slider_shows_each_saved_grid(runs, media):
+    at = page(SAMPLES)
+    at.selectbox(key="samples_run").set_value("images").run()
+    slider = at.select_slider(key="history-images")
+    assert (
+        list(slider.options) == ["1", "2", "4"] and slider.value == 4
+    )  # the run's saved grids, the last first
+    slider.set_value(2).run()
+    assert not at.exception
+    [shown] = [i for i in at.image if i.proto.imgs[0].caption == "Generated Images (iteration 2 of 4)"]
+    png = media[0][shown.value[0]][0]
+    saved = np.asarray(Image.open(runs / "images" / "samples" / "iter_0000002.png").convert("RGB"))
+    picture = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+    factor = picture.shape[0] // saved.shape[0]
+    assert factor >= 2 and np.array_equal(picture[::factor, ::factor], saved)  # that grid, enlarged
 
 
 def test_samples_zip_holds_n_single_images(runs, media):

@@ -196,7 +196,7 @@ def test_samples_conditional_run_draws_one_row_a_class(runs, media):
     assert shown_image(at, media).size == (3 * 30 + 2, 10 * 30 + 2)  # 3 columns, 10 rows
     at.selectbox(key="grid_class").set_value(4).run()
     assert not at.exception and shown_image(at, media).size == (2 * 30 + 2, 2 * 30 + 2)  # 3 of class 4
-    assert shown_image(at, media, 1).size == (10 * 30 + 2, 30 + 2)  # interpolation: one row of 10
+    assert shown_image(at, media, -1).size == (10 * 30 + 2, 30 + 2)  # interpolation (the last): one row of 10
 
 
 def test_samples_points_run_shows_a_scatter_and_exports_points(runs, media):
@@ -364,7 +364,7 @@ def test_pages_leave_out_a_folder_whose_config_cannot_be_read(runs):
     assert not at.error and at.selectbox(key="samples_run").options == [
         "points · finished · 3/3", "conditional · finished · 2/2", "images · finished · 4/4",
     ]  # fmt: skip
-    assert len(at.image) == 2
+    assert len(at.image) == 3  # the first run's grid, its saved grids' history, its interpolation
 
 
 @pytest.mark.parametrize("how", DAMAGES)

@@ -16,7 +16,7 @@ SETTING_FLAGS = [("--arch", str), ("--loss", str), ("--dataset", str), ("--itera
                  ("--batch-size", int), ("--lr-g", float), ("--lr-d", float), ("--flip-prob", float),
                  ("--z-dim", int), ("--sample-every", int), ("--seed", int), ("--threads", int),
                  ("--optimizer", str), ("--beta1", float), ("--beta2", float), ("--clip-value", float),
-                 ("--checkpoint-every", int), ("--pack", int), ("--augment", str), ("--eval-every", int),
+                 ("--checkpoint-every", int), ("--keep-checkpoints", int), ("--pack", int), ("--augment", str), ("--eval-every", int),
                  ("--width", float), ("--data-dir", str)]  # fmt: skip
 RESUME_FLAGS = (
     "iterations",
@@ -59,6 +59,14 @@ def d_iters_arg(text: str) -> tuple[int | None, bool]:
         raise argparse.ArgumentTypeError(f"d-iters {text!r} is not a number or 'warmup[:K]'") from None
 
 
+def branch_arg(text: str) -> tuple[str, int | None]:
+    """'runs/a@1500' -> ('runs/a', 1500); 'runs/a' -> ('runs/a', None): the latest checkpoint."""
+    path, at, iteration = text.rpartition("@")
+    if not at or not iteration.isdigit():
+        return text, None
+    return path, int(iteration)
+
+
 def build_parser() -> Parser:
     parser = Parser(prog="python -m gan_core", description="Train GANs, sample from them, list what exists.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
@@ -86,6 +94,9 @@ def build_parser() -> Parser:
     )
     train.add_argument("--replay", metavar="RUN_DIR", help="a new run repeating RUN_DIR: its settings, seed and "
                        "every knob change at the iteration it took effect")  # fmt: skip
+    train.add_argument("--branch", metavar="RUN_DIR[@ITERATION]", type=branch_arg,
+                       help="a new run continuing RUN_DIR from its kept checkpoint of ITERATION (default: its "
+                       "latest); give the knobs or settings to change (--lr-d, --loss, --iterations ...)")  # fmt: skip
     train.add_argument(
         "--nproc",
         type=int,

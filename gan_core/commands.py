@@ -73,6 +73,8 @@ def _plan(args, world: int = 1, restart: Path | None = None) -> plan.RunPlan:
             raise UsageError(f"--{given[0].replace('_', '-')} cannot change in a replay: with --replay, give only "
                              f"{', '.join('--' + f.replace('_', '-') for f in REPLAY_FLAGS)}")  # fmt: skip
         return plan.replay(args.replay, runs_dir=args.runs_dir, name=args.name)
+    if args.branch and not restart:
+        return _branch(args, world)
     if args.resume or restart:
         given = [name for name, value in vars(args).items()
                  if value is not None and name not in ("command", "resume", "argv")]  # fmt: skip
@@ -88,6 +90,22 @@ def _plan(args, world: int = 1, restart: Path | None = None) -> plan.RunPlan:
         return run
     config, knobs = _settings(args)
     return plan.new_run(config.replace(nproc=world), knobs, runs_dir=args.runs_dir, name=args.name)
+
+
+def _branch(args, world: int) -> plan.RunPlan:
+    """`train --branch RUN[@IT]`: the knobs and settings given change; the rest is the checkpoint's."""
+    run_dir, at = args.branch
+    given = {name: value for name, value in vars(args).items()
+             if value is not None and name not in ("command", "branch", "argv", "runs_dir", "name", "nproc",
+                                                   "max_restarts")}  # fmt: skip
+    for mode in ("resume", "replay", "config", "preset"):
+        if mode in given:
+            raise UsageError(f"--{mode} and --branch cannot be combined: a branch takes its settings from the "
+                             "checkpoint it continues")  # fmt: skip
+    knobs = {name: given.pop(name) for name in ("lr_g", "lr_d", "flip_prob") if name in given}
+    if "d_iters" in given:
+        knobs["d_iters"], knobs["d_warmup"] = given.pop("d_iters")
+    return plan.branch(run_dir, at, {**given, "nproc": world}, knobs, runs_dir=args.runs_dir, name=args.name)
 
 
 def _settings(args):
@@ -203,10 +221,12 @@ def launch(args) -> int:
             )
         path = folder.path
     else:
-        if args.replay:
-            original = RunFolder.open(args.replay)
+        if args.replay or args.branch:
+            original = RunFolder.open(args.replay or args.branch[0])
             root = Path(args.runs_dir) if args.runs_dir else original.path.parent
-            name = args.name or f"{original.name}-replay"
+            at = args.branch and (args.branch[1] if args.branch[1] is not None else
+                                  int(original.branch_point()["iteration"]))  # fmt: skip
+            name = args.name or (f"{original.name}-replay" if args.replay else f"{original.name}-at-{at}")
             argv = [*_without(argv, ("--runs-dir",)), "--runs-dir", str(root)]
         else:
             config, _ = _settings(args)

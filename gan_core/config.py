@@ -105,8 +105,11 @@ class RunConfig:
     tensorboard: bool = False  # also write TensorBoard event files into RUN/tensorboard/ (optional package)
     nproc: int = 1  # processes training the run together (torchrun); each D update sees nproc x batch_size
     checkpoint_every: int = 1000
+    keep_checkpoints: int = 5  # the newest checkpoints kept along the run (iter_N.pt): branch points
     eval_every: int | None = None  # sample-quality metrics: None = automatic (~2% of training time), 0 = off
     data_dir: str = field(default_factory=lambda: os.environ.get("GAN_DATA_DIR", "data"))
+    parent: str | None = None  # a branch: the run folder it continues (gan_core.plan.branch) ...
+    branched_at: int | None = None  # ... from that run's checkpoint of this iteration
 
     def __post_init__(self):
         check_range("iterations", self.iterations, 1, 100_000_000, integer=True)
@@ -133,6 +136,11 @@ class RunConfig:
         check_range("checkpoint_every", self.checkpoint_every, 1, 100_000_000, integer=True)
         if self.eval_every is not None:
             check_range("eval_every", self.eval_every, 0, 100_000_000, integer=True)
+        check_range("keep_checkpoints", self.keep_checkpoints, 1, 1000, integer=True)
+        if (self.parent is None) != (self.branched_at is None):
+            raise ConfigError("parent and branched_at name a branch together: give both or neither")
+        if self.branched_at is not None:
+            check_range("branched_at", self.branched_at, 0, 100_000_000, integer=True)
 
     def replace(self, **changes) -> RunConfig:
         unknown = set(changes) - {f.name for f in fields(self)}

@@ -6,6 +6,7 @@
     RUN/samples/iter_0000100.png
     RUN/samples/live.png   the latest grid drawn between saved ones (a slow model's monitor keeps moving)
     RUN/checkpoints/last.pt, previous.pt
+    RUN/checkpoints/iter_0001000.pt   the last K checkpoints kept along the run (hard links): branch points
     RUN/lock               held by the process that trains into the folder (its pid and host inside)
     RUN/heartbeat.json     written every second by the live run: process, host, iteration, status, knobs
     RUN/control/           requests from any process (ID.json) and the run's replies (ID.reply)
@@ -38,6 +39,7 @@ SAMPLES, CHECKPOINTS, LAST, PREVIOUS = "samples", "checkpoints", "last.pt", "pre
 LIVE_GRID = "live.png"
 TENSORBOARD = "tensorboard"  # event files, with --tensorboard
 GRID_NAME = re.compile(r"iter_(\d+)\.png")
+KEPT_NAME = re.compile(r"iter_(\d+)\.pt")
 MAX_NAME = 100  # characters of a run folder's name
 # Version 1: the layout before checkpoints carried a version (read as version 1). Version 2 adds the field.
 CHECKPOINT_FORMAT = 2
@@ -141,6 +143,17 @@ class RunFolder:
         except (KeyError, TypeError, AttributeError) as exc:
             raise ConfigError(f"{path} is invalid: missing or malformed {exc}") from None
 
+    def parent(self, config: RunConfig | None = None) -> RunFolder | None:
+        """A branch's parent run: where its config says, or beside it by name (the runs folder was moved);
+        None for a run that is no branch or whose parent is gone."""
+        config = config or self.read_config()[0]
+        if config.parent is None:
+            return None
+        for path in (Path(config.parent), self.path.parent / Path(config.parent).name):
+            if (path / CONFIG).is_file():
+                return RunFolder(path)
+        return None
+
     # ---- metrics and events
 
     @property
@@ -215,19 +228,51 @@ class RunFolder:
     def has_checkpoint(self) -> bool:
         return self.checkpoint.is_file()
 
-    def save_checkpoint(self, state: dict, rotate: bool = True) -> None:
+    def save_checkpoint(self, state: dict, rotate: bool = True, keep: int = 0) -> None:
         """Write last.pt atomically; the one it replaces becomes previous.pt (also complete at every moment).
-        rotate=False overwrites last.pt alone (a second save at the same iteration keeps an older previous.pt)."""
+        rotate=False overwrites last.pt alone (a second save at the same iteration keeps an older previous.pt).
+        keep > 0: also keep it as iter_N.pt, and only the `keep` newest of those."""
         last, previous = self.checkpoint, self.previous_checkpoint
         if rotate and last.is_file():
-            link = previous.with_name(f".{PREVIOUS}.link")
             try:
-                link.unlink(missing_ok=True)
-                os.link(last, link)
-                os.replace(link, previous)
-            except OSError:  # no hard links on this file system: for a moment only previous.pt exists
+                storage.atomic_copy(last, previous)
+            except OSError:  # no room for a copy: for a moment only previous.pt exists
                 os.replace(last, previous)
         storage.atomic_save(last, {**state, "format": CHECKPOINT_FORMAT})
+        if keep:
+            storage.atomic_copy(last, self.kept_checkpoint_path(int(state["iteration"])))
+            for _, old in self.kept_checkpoints()[:-keep]:
+                old.unlink(missing_ok=True)
+
+    def kept_checkpoint_path(self, iteration: int) -> Path:
+        return self.path / CHECKPOINTS / f"iter_{iteration:07d}.pt"
+
+    def kept_checkpoints(self) -> list[tuple[int, Path]]:
+        """The checkpoints kept along the run as (iteration, path), oldest first."""
+        found = [(int(m.group(1)), p) for p in (self.path / CHECKPOINTS).glob("iter_*.pt")
+                 if (m := KEPT_NAME.fullmatch(p.name))]  # fmt: skip
+        return sorted(found)
+
+    def drop_checkpoints_after(self, iteration: int) -> None:
+        """Resumed from `iteration`: the kept checkpoints past it belong to the part that is trained again."""
+        for it, path in self.kept_checkpoints():
+            if it > iteration:
+                path.unlink(missing_ok=True)
+
+    def branch_point(self, iteration: int | None = None, device="cpu") -> dict:
+        """The checkpoint a branch starts from: the kept one of `iteration`, or (None) the latest, checked.
+        CheckpointError lists the iterations there are when that one is not kept."""
+        if iteration is None:
+            return self.load_for_resume(device)[0]
+        kept = dict(self.kept_checkpoints())
+        if iteration not in kept:
+            state = self.load_checkpoint(device) if self.has_checkpoint() else None
+            if state is not None and int(state["iteration"]) == iteration:
+                return state
+            there = sorted({*kept, *([int(state["iteration"])] if state else [])})
+            raise CheckpointError(f"{self.name} has no checkpoint of iteration {iteration}: kept are "
+                                  f"{', '.join(map(str, there)) or 'none'}")  # fmt: skip
+        return self.load_checkpoint(device, kept[iteration])
 
     def load_checkpoint(self, device="cpu", path: Path | None = None) -> dict:
         """A checkpoint's contents (last.pt by default), checked; CheckpointError names the file and the problem."""
@@ -356,7 +401,7 @@ class FollowerFolder(RunFolder):
     def save_live_grid(self, image: np.ndarray) -> None:
         pass
 
-    def save_checkpoint(self, state: dict, rotate: bool = True) -> None:
+    def save_checkpoint(self, state: dict, rotate: bool = True, keep: int = 0) -> None:
         pass
 
 

@@ -246,7 +246,9 @@ class TrainingLoop:
             "config": asdict(self.config), "spec": asdict(self.trainer.spec), "bounds": self.bounds,
         }  # fmt: skip
         # a second save at one iteration overwrites last.pt alone: previous.pt stays the older checkpoint
-        self.folder.save_checkpoint(state, rotate=self.last_saved != self.iteration)
+        self.folder.save_checkpoint(
+            state, rotate=self.last_saved != self.iteration, keep=self.config.keep_checkpoints
+        )
         self.last_saved, self._saved_at, self._saved_knobs = self.iteration, time.monotonic(), self.knobs
 
     def seconds_since_save(self) -> float:

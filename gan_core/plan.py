@@ -5,11 +5,12 @@ Every check comes before the first file is written, so a refused start or resume
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .config import ConfigError, Knobs, RunConfig
+from . import storage
+from .config import ConfigError, Knobs, RunConfig, from_dict
 from .data import Data, load_dataset
 from .folder import FolderLock, FollowerFolder, RunFolder, RunLocked
 from .models import ARCHS
@@ -106,6 +107,7 @@ def resume(
     lock = folder.lock()
     if note:  # resuming from previous.pt: the damaged last.pt must not become the next previous.pt
         folder.set_aside_damaged()
+    folder.drop_checkpoints_after(done)
     notes = (note,) if note else ()
     if lock.stale is not None:
         notes += (f"took over the folder's lock from {lock.stale}, which ended without releasing it",)
@@ -123,6 +125,18 @@ def replay(
     original = RunFolder.open(run_dir)
     config, knobs = original.read_config()
     schedule = knob_schedule(original.read_events())
+    if config.parent is not None:  # a branch: branched again from the same checkpoint, changed as it was
+        at, name = config.branched_at, name or f"{original.name}-replay"
+        parent = original.parent(config)
+        if parent is None:
+            raise ConfigError(
+                f"{original.name} branched from {config.parent}, which is gone: it cannot be replayed"
+            )
+        plan = branch(parent.path, at, {k: getattr(config, k) for k in BRANCH_SETTINGS}, asdict(knobs),
+                      runs_dir or original.path.parent, name, data)  # fmt: skip
+        plan.schedule = {it: changes for it, changes in schedule.items() if it > at + 1}
+        plan.folder.log("replay", at, of=str(original.path.resolve()), changes=len(plan.schedule))
+        return plan
     early = [schedule.pop(it) for it in sorted(schedule) if it <= 1]
     for changes in early:  # in force from the first iteration: the replay starts with them
         knobs = knobs.replace(**changes)
@@ -130,6 +144,62 @@ def replay(
     plan.schedule = schedule
     plan.folder.log("replay", 0, of=str(original.path.resolve()), changes=len(schedule))
     return plan
+
+
+# what a branch may set anew: the knobs, and settings that leave the networks' and optimisers' shapes alone
+BRANCH_SETTINGS = (
+    "iterations", "loss", "clip_value", "augment", "hflip", "lr_schedule", "sample_every", "checkpoint_every",
+    "keep_checkpoints", "eval_every", "tensorboard", "device", "threads", "nproc",
+)  # fmt: skip
+
+
+def branch(
+    run_dir: str | Path, iteration: int | None = None, settings: dict | None = None, knobs: dict | None = None,
+    runs_dir: str | Path | None = None, name: str | None = None, data: Data | None = None,
+) -> RunPlan:  # fmt: skip
+    """A new run that continues `run_dir` from its checkpoint of `iteration` (None: its latest) with some
+    settings (BRANCH_SETTINGS) and knobs changed. Its folder starts with the parent's metrics and grids up to that
+    point; its config names the parent and the iteration. With nothing changed it repeats the parent's run."""
+    parent = RunFolder.open(run_dir)
+    settings, knob_changes = dict(settings or {}), dict(knobs or {})
+    refused = sorted(set(settings) - set(BRANCH_SETTINGS))
+    if refused:
+        raise ConfigError(f"{refused[0]} cannot change in a branch (the checkpoint's networks fix it): allowed "
+                          f"{', '.join(BRANCH_SETTINGS)} and the knobs")  # fmt: skip
+    checkpoint = parent.branch_point(iteration)
+    at = int(checkpoint["iteration"])
+    config, start = from_dict({"config": checkpoint["config"], "knobs": checkpoint["knobs"]})
+    target = settings.pop("iterations", None) or max(config.iterations, at + 1)
+    if target <= at:
+        raise ConfigError(f"iterations {target} does not go past the branch point {at}: allowed "
+                          f"[{at + 1}, 100000000]")  # fmt: skip
+    base = config
+    config = config.replace(**settings, iterations=target, parent=str(parent.path.resolve()), branched_at=at)
+    settings = {k: getattr(config, k) for k in BRANCH_SETTINGS if getattr(config, k) != getattr(base, k)}
+    knobs = start.replace(**knob_changes)
+    data = data or load_dataset(config.dataset, ARCHS[config.arch].image_size, config.data_dir)
+    _check_fits(checkpoint, data, parent)
+    plan = new_run(config, knobs, runs_dir or parent.path.parent, name or f"{parent.name}-at-{at}", data)
+    plan.checkpoint = checkpoint
+    _inherit(plan.folder, parent, at)
+    changed = {k: v for k, v in asdict(knobs).items() if getattr(start, k) != v}
+    plan.folder.log("branch", at, of=str(parent.path.resolve()), settings=settings, knobs=changed)
+    if changed:  # marked on the curves, and repeated by a replay, as a change made by hand at that point
+        plan.folder.log("knobs", at + 1, changes=changed)
+    return plan
+
+
+def _inherit(folder: RunFolder, parent: RunFolder, iteration: int) -> None:
+    """A branch's history up to its branch point is its parent's: metrics rows, knob changes and grids."""
+    columns, rows = parent.read_metrics()
+    if "iteration" in columns:
+        folder.write_metrics(columns, rows[rows[:, columns.index("iteration")] <= iteration], append=False)
+    for it, changes in sorted(knob_schedule(parent.read_events()).items()):
+        if 1 < it <= iteration:  # (changes at iteration 1 are in the parent's starting knobs)
+            folder.log("knobs", it, changes=changes)
+    for it, path in parent.grids():
+        if it <= iteration:
+            storage.atomic_copy(path, folder.grid_path(it))
 
 
 def knob_schedule(events: list[dict]) -> dict[int, dict]:

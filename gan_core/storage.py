@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -47,6 +48,20 @@ def atomic_save(path: Path, state: dict) -> None:
     import torch  # here, not at the top: reading a run folder (`status`, `control`) needs no torch
 
     _atomic(Path(path), lambda fh: torch.save(state, fh))
+
+
+def atomic_copy(source: Path, path: Path) -> None:
+    """`path` becomes a complete copy of `source` at once: a hard link (no bytes copied) where the file system
+    has them, else a copy through a temporary sibling."""
+    link = path.with_name(f".{path.name}.link")
+    try:
+        link.unlink(missing_ok=True)
+        os.link(source, link)
+        os.replace(link, path)
+    except OSError:
+        link.unlink(missing_ok=True)
+        with open(source, "rb") as src:
+            _atomic(Path(path), lambda fh: shutil.copyfileobj(src, fh))
 
 
 def load_tensors(path: Path, device="cpu"):

@@ -70,6 +70,23 @@ class Registry:
             return self._spawn(root, name, ["--replay", str(original.path), "--nproc", str(config.nproc)])
         return self._add(Run(plans.replay(original.path, runs_dir=root, name=name)).start())
 
+    def branch(self, run_dir: Path, iteration: int, settings: dict, knobs: dict) -> Run | FolderRun:
+        """A new run continuing `run_dir` from its kept checkpoint of `iteration` with these settings and knobs
+        changed (gan_core.plan.branch), trained as the parent was: in this server, or on as many processes."""
+        parent = RunFolder.open(run_dir)
+        config, _ = parent.read_config()
+        root = runs_root()
+        name = _free_name(root, f"{parent.name}-at-{iteration}")
+        if config.nproc > 1:
+            flags = [f"--{key.replace('_', '-')}={value}" for key, value in {**settings, **knobs}.items()
+                     if key not in ("d_iters", "d_warmup")]  # fmt: skip
+            if "d_iters" in knobs:  # (given with d_warmup: the flag sets both)
+                flags.append(f"--d-iters={'warmup:' if knobs.get('d_warmup') else ''}{knobs['d_iters']}")
+            return self._spawn(root, name, ["--branch", f"{parent.path}@{iteration}", *flags,
+                                            "--nproc", str(config.nproc)])  # fmt: skip
+        settings = {"threads": CPU_THREADS, **settings}
+        return self._add(Run(plans.branch(parent.path, iteration, settings, knobs, root, name)).start())
+
     def _spawn(self, root: Path, name: str, flags: list[str]) -> FolderRun:
         log = root / LAUNCHES / f"{name}.log"
         log.parent.mkdir(parents=True, exist_ok=True)

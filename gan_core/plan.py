@@ -125,18 +125,8 @@ def replay(
     original = RunFolder.open(run_dir)
     config, knobs = original.read_config()
     schedule = knob_schedule(original.read_events())
-    if config.parent is not None:  # a branch: branched again from the same checkpoint, changed as it was
-        at, name = config.branched_at, name or f"{original.name}-replay"
-        parent = original.parent(config)
-        if parent is None:
-            raise ConfigError(
-                f"{original.name} branched from {config.parent}, which is gone: it cannot be replayed"
-            )
-        plan = branch(parent.path, at, {k: getattr(config, k) for k in BRANCH_SETTINGS}, asdict(knobs),
-                      runs_dir or original.path.parent, name, data)  # fmt: skip
-        plan.schedule = {it: changes for it, changes in schedule.items() if it > at + 1}
-        plan.folder.log("replay", at, of=str(original.path.resolve()), changes=len(plan.schedule))
-        return plan
+    if config.parent is not None:
+        return _replay_branch(original, config, schedule, runs_dir, name, data)
     early = [schedule.pop(it) for it in sorted(schedule) if it <= 1]
     for changes in early:  # in force from the first iteration: the replay starts with them
         knobs = knobs.replace(**changes)
@@ -181,6 +171,7 @@ def branch(
     _check_fits(checkpoint, data, parent)
     plan = new_run(config, knobs, runs_dir or parent.path.parent, name or f"{parent.name}-at-{at}", data)
     plan.checkpoint = checkpoint
+    plan.folder.write_config(config, knobs_at(parent, 1))  # its knobs' history is the parent's, then changed
     _inherit(plan.folder, parent, at)
     changed = {k: v for k, v in asdict(knobs).items() if getattr(start, k) != v}
     plan.folder.log("branch", at, of=str(parent.path.resolve()), settings=settings, knobs=changed)
@@ -202,6 +193,21 @@ def _inherit(folder: RunFolder, parent: RunFolder, iteration: int) -> None:
             storage.atomic_copy(path, folder.grid_path(it))
 
 
+def _replay_branch(original: RunFolder, config: RunConfig, schedule: dict[int, dict], runs_dir, name, data):
+    """A branch, replayed: branched again from the same checkpoint, changed as it was, then tuned as it was."""
+    parent, at = original.parent(config), config.branched_at
+    if parent is None:
+        raise ConfigError(
+            f"{original.name} branched from {config.parent}, which is gone: it cannot be replayed"
+        )
+    settings, knobs = {k: getattr(config, k) for k in BRANCH_SETTINGS}, asdict(knobs_at(original, at + 1))
+    plan = branch(parent.path, at, settings, knobs, runs_dir or original.path.parent,
+                  name or f"{original.name}-replay", data)  # fmt: skip
+    plan.schedule = {it: changes for it, changes in schedule.items() if it > at + 1}
+    plan.folder.log("replay", at, of=str(original.path.resolve()), changes=len(plan.schedule))
+    return plan
+
+
 def knob_schedule(events: list[dict]) -> dict[int, dict]:
     """{iteration: changes} of a run's knob events, as its final history has them."""
     schedule: dict[int, dict] = {}
@@ -212,6 +218,15 @@ def knob_schedule(events: list[dict]) -> dict[int, dict]:
         elif event.get("event") == "knobs" and isinstance(event.get("changes"), dict):
             schedule.setdefault(int(event["iteration"]), {}).update(event["changes"])
     return schedule
+
+
+def knobs_at(folder: RunFolder, iteration: int) -> Knobs:
+    """The knobs in force at `iteration` of a run: its starting knobs with the changes logged up to it."""
+    _, knobs = folder.read_config()
+    for it, changes in sorted(knob_schedule(folder.read_events()).items()):
+        if it <= iteration:
+            knobs = knobs.replace(**changes)
+    return knobs
 
 
 def follow(shared: dict, group: Group) -> RunPlan:

@@ -91,6 +91,7 @@ def test_a_branch_continues_with_its_changes_and_names_its_parent(tmp_path):
     events = branch.read_events()
     assert [(e["iteration"], e["changes"]) for e in events if e["event"] == "knobs"] == [(21, {"lr_d": 1e-3})]
     assert [e for e in events if e["event"] == "branch"][0]["settings"] == {"iterations": 40, "loss": "hinge"}
+    assert plan.knobs_at(branch, 20).lr_d == 2e-4 and plan.knobs_at(branch, 21).lr_d == 1e-3
     assert [it for it, _ in branch.grids()] == [1, 5, 10, 15, 20, 25, 30, 35, 40]
 
 
@@ -128,7 +129,7 @@ def test_the_cli_branches_from_a_kept_checkpoint(tmp_path):
     code, out, err = cli("train", "--branch", f"{parent.path}@20", "--lr-g", "0.001", "--iterations", "25")
     assert code == 0, err
     branch = RunFolder(out.strip().splitlines()[-1])
-    assert branch.path == tmp_path / "parent-at-20" and branch.read_config()[1].lr_g == 0.001
+    assert branch.path == tmp_path / "parent-at-20" and plan.knobs_at(branch, 21).lr_g == 0.001
     assert branch.logged_status()[0] is Status.FINISHED
 
 

@@ -1,28 +1,24 @@
-"""Runs: every run in the runs folder as a table, overlaid curves, resume and delete."""
+"""Runs: every run in the runs folder as a table, overlaid curves, grids side by side, resume, branch, replay and
+delete."""
 
 from __future__ import annotations
 
 import math
 
-import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
+from dashboard.compare import draw_overlays, side_by_side_ui
 from dashboard.pages_common import NO_RUNS, all_runs, checkpoint_path, live_run
 from dashboard.registry import registry
 from dashboard.sidebar import STATUS_ICONS, page_setup
 from gan_core import ConfigError
 from gan_core.folder import RunFolder, RunInfo, Status
-from gan_core.history import downsample
-from gan_core.plan import knob_schedule
+from gan_core.losses import LOSSES
+from gan_core.plan import knob_schedule, knobs_at
 from gan_core.run import format_elapsed
 
-MAX_POINTS = 2000
 REFRESH_SECONDS = 2.0
-COLOURS = ("#0072BD", "#D95319", "#EDB120", "#7E2F8E", "#77AC30", "#4DBEEE", "#A2142F")  # MATLAB's lines
-SCORES = {"score_g": ("Generator", "solid"), "score_d": ("Discriminator", "dash")}
-LOSSES = {"loss_g": ("Generator", "solid"), "loss_d": ("Discriminator", "dash")}
 
 
 # ---- data for the table and the charts
@@ -66,41 +62,6 @@ def where(info: RunInfo) -> str:
     return f"{len(pids)} process{'es' if len(pids) > 1 else ''} on {beat.get('host', '?')} ({', '.join(map(str, pids))})"
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
-def curves(run_dir: str, stamp: int, columns: tuple[str, ...]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """(iteration, value) of each column, at most MAX_POINTS a curve; keyed by the file's mtime."""
-    names, table = RunFolder(run_dir).read_metrics()
-    if "iteration" not in names:
-        return {}
-    x = table[:, names.index("iteration")]
-    return {c: downsample(x, table[:, names.index(c)], MAX_POINTS) for c in columns if c in names}
-
-
-def run_curves(info: RunInfo, columns: tuple[str, ...]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """The run's curves; none (and a warning) when its metrics cannot be read: one bad folder spoils no page."""
-    path = RunFolder(info.path).metrics_path
-    try:
-        return curves(str(info.path), path.stat().st_mtime_ns, columns) if path.is_file() else {}
-    except (OSError, ValueError) as exc:
-        st.warning(f"The metrics of {info.name} cannot be read: {str(exc).splitlines()[0]}")
-        return {}
-
-
-def overlay_figure(infos: list[RunInfo], lines: dict[str, tuple[str, str]], y_title: str, y_range=None):
-    """One colour a run, one dash style a curve (G solid, D dashed)."""
-    fig = go.Figure()
-    for n, info in enumerate(infos):
-        for column, (x, y) in run_curves(info, tuple(lines)).items():
-            who, dash = lines[column]
-            fig.add_trace(go.Scattergl(x=x, y=y, mode="lines", name=f"{info.name} · {who}", legendgroup=info.name,
-                                       line=dict(color=COLOURS[n % len(COLOURS)], dash=dash, width=1.5)))  # fmt: skip
-    fig.update_layout(height=380, margin=dict(l=50, r=20, t=30, b=45), template="plotly_white",
-                      legend=dict(orientation="h", yanchor="top", y=-0.2, x=0))  # fmt: skip
-    fig.update_xaxes(title="Iteration")
-    fig.update_yaxes(title=y_title, range=y_range)
-    return fig
-
-
 # ---- actions (button callbacks: they run before the page redraws, so the table is fresh)
 
 
@@ -125,6 +86,31 @@ def _replay(by_name: dict[str, RunInfo]) -> None:
         st.session_state["runs_message"] = ("error", f"Cannot replay {info.name}: {str(exc).splitlines()[0]}")
         return
     st.session_state["runs_message"] = ("success", f"Replaying {info.name} as {run.run_dir.name}.")
+    st.session_state["runs_hint"] = True
+
+
+def _branch(by_name: dict[str, RunInfo]) -> None:
+    info = by_name[st.session_state["branch_run"]]
+    at = int(st.session_state[f"branch-at-{info.name}"])
+    folder = RunFolder(info.path)
+    config, _ = folder.read_config()
+    before = knobs_at(folder, at)
+    chosen = {name: st.session_state[f"branch-{name}-{info.name}-{at}"] for name in BRANCH_FIELDS}
+    knobs = {
+        k: chosen[k] for k in ("lr_g", "lr_d", "flip_prob", "d_iters") if chosen[k] != getattr(before, k)
+    }
+    if "d_iters" in knobs:
+        knobs["d_warmup"] = before.d_warmup
+    settings = {k: chosen[k] for k in ("loss", "iterations") if chosen[k] != getattr(config, k)}
+    try:
+        run = registry().branch(info.path, at, settings, knobs)
+    except Exception as exc:  # a value out of range, an incompatible loss, a damaged checkpoint: say why
+        st.session_state["runs_message"] = ("error", f"Cannot branch {info.name}: {str(exc).splitlines()[0]}")
+        return
+    changed = ", ".join(f"{k} {v}" for k, v in {**knobs, **settings}.items() if k != "d_warmup") or "nothing"
+    st.session_state["runs_message"] = (
+        "success", f"Branched {info.name} at iteration {at:,} as {run.run_dir.name} (changed: {changed}).")  # fmt: skip
+    st.session_state["overlay"] = [run.run_dir.name, info.name]  # the Compare charts show both
     st.session_state["runs_hint"] = True
 
 
@@ -174,19 +160,6 @@ def draw_table() -> None:
     table()
 
 
-def draw_overlays(infos: list[RunInfo]) -> None:
-    st.subheader("Compare")
-    by_name = {info.name: info for info in infos}
-    names = st.multiselect("Runs to overlay", list(by_name), default=list(by_name)[:1], key="overlay")
-    chosen = [by_name[name] for name in names]
-    if not chosen:
-        st.caption("Choose runs to overlay their curves.")
-        return
-    left, right = st.columns(2)
-    left.plotly_chart(overlay_figure(chosen, SCORES, "Score", [0, 1]), key="scores")
-    right.plotly_chart(overlay_figure(chosen, LOSSES, "Loss"), key="losses")
-
-
 def watch_ui(infos: list[RunInfo]) -> None:
     """Any run on the Train page's monitor: live ones (from this server, a terminal, torchrun) to watch and steer."""
     st.subheader("Watch")
@@ -223,6 +196,41 @@ def resume_ui(infos: list[RunInfo]) -> None:
     key = f"resume_iterations_{info.name}"  # one a run: choosing another run shows its own default
     st.number_input("New total iterations", done, 100_000_000, default, step=100, key=key)
     st.button("Resume", key="resume", on_click=_resume, args=(by_name,), type="primary")
+
+
+BRANCH_FIELDS = ("lr_g", "lr_d", "flip_prob", "d_iters", "loss", "iterations")
+
+
+def branch_ui(infos: list[RunInfo]) -> None:
+    """Go back to a kept checkpoint (before a collapse, say) and continue from there with other knobs."""
+    st.subheader("Branch")
+    kept = {info.name: [it for it, _ in RunFolder(info.path).kept_checkpoints()] for info in infos}
+    by_name = {info.name: info for info in infos if kept[info.name]}
+    if not by_name:
+        st.caption(
+            "No run has kept checkpoints yet (every --checkpoint-every iterations, the last 5 by default)."
+        )
+        return
+    info = by_name[st.selectbox("Run to branch", list(by_name), key="branch_run")]
+    its = kept[info.name]
+    at = (st.select_slider("From its checkpoint of iteration", its, value=its[-1], key=f"branch-at-{info.name}")
+          if len(its) > 1 else st.session_state.setdefault(f"branch-at-{info.name}", its[0]))  # fmt: skip
+    folder = RunFolder(info.path)
+    config, knobs = folder.read_config()[0], knobs_at(folder, at)
+    k = f"-{info.name}-{at}"  # one set of fields a run and branch point: each shows its own values
+    c1, c2, c3, c4 = st.columns(4)
+    c1.number_input("lr G", value=float(knobs.lr_g), step=1e-5, format="%.2e", key="branch-lr_g" + k)
+    c2.number_input("lr D", value=float(knobs.lr_d), step=1e-5, format="%.2e", key="branch-lr_d" + k)
+    c3.slider("Label flip", 0.0, 1.0, float(knobs.flip_prob), 0.05, key="branch-flip_prob" + k)
+    c4.number_input("D iterations", value=int(knobs.d_iters), step=1, key="branch-d_iters" + k)
+    c1, c2 = st.columns(2)
+    c1.selectbox("Loss", list(LOSSES), index=list(LOSSES).index(config.loss), key="branch-loss" + k)
+    c2.number_input(
+        "Total iterations", value=max(config.iterations, at + 1), step=100, key="branch-iterations" + k
+    )
+    st.caption(f"A new run that continues {info.name} from iteration {at:,} with what you change here; "
+               f"{info.name} itself is left as it is. Kept checkpoints: {', '.join(map(str, its))}.")  # fmt: skip
+    st.button("Branch", key="branch", on_click=_branch, args=(by_name,))
 
 
 def replay_ui(infos: list[RunInfo]) -> None:
@@ -265,11 +273,13 @@ def main() -> None:
     draw_table()
     watch_ui(infos)
     draw_overlays(infos)
+    side_by_side_ui(infos)
     left, right = st.columns(2)
     with left:
         resume_ui(infos)
         replay_ui(infos)
     with right:
+        branch_ui(infos)
         delete_ui(infos)
 
 

@@ -272,6 +272,49 @@ def test_runs_overlay_two_runs(runs):
     assert len(losses["data"]) == 4
 
 
+def test_runs_page_branches_a_run_and_overlays_it_on_its_parent(runs, media):
+    at = page(RUNS)
+    at.selectbox(key="branch_run").set_value("images").run()
+    assert any("Kept checkpoints: 4." in c.value for c in at.caption)
+    at.number_input(key="branch-lr_d-images-4").set_value(1e-3).run()
+    at.number_input(key="branch-iterations-images-4").set_value(8).run()
+    at.button(key="branch").click().run()
+    assert not at.exception and not at.error, at.error
+    assert any("Branched images at iteration 4 as images-at-4 (changed: lr_d 0.001, iterations 8)" in s.value
+               for s in at.success)  # fmt: skip
+    branch = registry().active_run()
+    assert branch.run_dir == run_dir(runs, "images-at-4") and branch.wait(60) and branch.status == "finished"
+    config, _ = RunFolder(branch.run_dir).read_config()
+    assert (config.parent, config.branched_at, config.iterations) == (str(run_dir(runs, "images")), 4, 8)
+
+    at.run()  # the Compare charts now show the branch beside its parent, the branch from its branch point on
+    assert at.multiselect(key="overlay").value == ["images-at-4", "images"]
+    scores = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert [t["name"] for t in scores["data"]] == [
+        "images-at-4 · Generator", "images-at-4 · Discriminator", "images · Generator", "images · Discriminator",
+    ]  # fmt: skip
+    assert list(plotted(scores["data"][0]["x"])) == [4, 5, 6, 7, 8]
+    assert scores["layout"]["shapes"][0]["x0"] == 4
+    assert scores["layout"]["annotations"][0]["text"] == "images-at-4 branches from images"
+
+
+def test_runs_page_shows_two_runs_side_by_side_at_one_iteration(runs, media):
+    at = page(RUNS)
+    assert (at.selectbox(key="side-a").value, at.selectbox(key="side-b").value) == ("points", "conditional")
+    at.selectbox(key="side-b").set_value("images").run()
+    slider = at.select_slider(key="side-points-images")
+    assert list(slider.options) == ["1", "2", "3", "4"] and slider.value == 4
+    captions = [i.proto.imgs[0].caption for i in at.image]
+    assert captions == ["points at iteration 3 (its grid nearest before 4)", "images at iteration 4"]
+    slider.set_value(2).run()
+    assert [i.proto.imgs[0].caption for i in at.image] == [
+        "points at iteration 1 (its grid nearest before 2)",
+        "images at iteration 2",
+    ]
+    shown, _ = media[0][at.image[1].value[0]]
+    assert shown == (run_dir(runs, "images") / "samples" / "iter_0000002.png").read_bytes()  # the saved grid
+
+
 def test_runs_delete_needs_confirmation(runs):
     at = page(RUNS)
     at.selectbox(key="delete_run").set_value("conditional").run()

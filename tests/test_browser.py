@@ -229,3 +229,63 @@ def test_train_watch_tune_and_download_in_a_browser(app, page, tmp_path):
     with Image.open(io.BytesIO(saved.read_bytes())) as png:
         assert png.format == "PNG"
         assert png.width > 8 and png.height > 8
+
+
+def test_branch_a_run_then_scrub_back_through_its_grids_in_a_browser(app, page):
+    """A run trained from the command line; on the Runs page, a branch from its checkpoint of iteration 40 with
+    another lr D; on the Train page, the branch's scrub slider back to its first grid (inherited from the parent)."""
+    url, runs = app
+    env = {**os.environ, "GAN_RUNS_DIR": str(runs)}
+    subprocess.run([sys.executable, "-m", "gan_core", "train", "--arch", "mlp", "--dataset", "digits",
+                    "--iterations", "60", "--checkpoint-every", "20", "--sample-every", "10", "--eval-every", "0",
+                    "--device", "cpu", "--name", "parent"], cwd=ROOT, env=env, check=True, capture_output=True)  # fmt: skip
+    page.goto(url)
+    page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name="Runs").click()
+    visible(page.get_by_role("heading", name="Branch"), "The Runs page's Branch section", 30)
+
+    branch_from = page.locator('[data-testid="stSlider"]', has_text="From its checkpoint of iteration")
+    visible(branch_from, "The 'From its checkpoint of iteration' slider (the newest run is 'parent')", 10)
+    branch_from.get_by_role("slider").press("ArrowLeft")  # kept: 20, 40, 60; from 60 to 40
+    visible(page.get_by_text("continues parent from iteration 40"), "The branch point moved to 40", 10)
+    lr_d = page.get_by_label("lr D", exact=True)
+    visible(lr_d, "The branch's 'lr D' input for iteration 40", 10)
+    lr_d.fill("1.00e-03")
+    lr_d.press("Enter")
+    page.wait_for_function(
+        f"!document.querySelector('{MAIN} [data-stale=\"true\"]')", polling=50, timeout=10_000
+    )
+    page.get_by_role("button", name="Branch", exact=True).click()
+    visible(
+        page.get_by_text("Branched parent at iteration 40 as parent-at-40"),
+        "The branch's success message",
+        30,
+    )
+
+    branch = runs / "parent-at-40"
+    config = json.loads((branch / "config.json").read_text())["config"]
+    assert (config["parent"], config["branched_at"]) == (str((runs / "parent").resolve()), 40)
+    assert knob_changes(branch) == [{"lr_d": pytest.approx(1e-3)}]
+    visible(
+        page.get_by_text("parent-at-40 branches from parent"), "The branch point on the overlaid curves", 30
+    )
+
+    page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name="Train").click()
+    visible(page.get_by_text(HEADING), "The Train page's monitor of the branch", 30)
+    assert wait_until(
+        lambda: (
+            json.loads((branch / "heartbeat.json").read_text()).get("status") == "finished"
+            if (branch / "heartbeat.json").is_file()
+            else False
+        ),
+        60,
+    ), "the branch did not finish"
+    sliders = page.get_by_role(
+        "slider"
+    )  # the set-up's and the live knobs' label-flip sliders, and the scrub's
+    assert wait_until(lambda: "60" in [s.get_attribute("aria-valuetext") for s in sliders.all()], 30), (
+        "no scrub slider at the run's last grid (60) under the monitor's grid"
+    )
+    [scrub] = [s for s in sliders.all() if s.get_attribute("aria-valuetext") == "60"]
+    scrub.press("Home")  # the saved grids: 1, 10, ... 60
+    visible(page.get_by_text("Generated Images (iteration 1; the run is at", exact=False),
+            "The grid of iteration 1, scrubbed back to", 30)  # fmt: skip

@@ -162,6 +162,22 @@ def save_monitor_screenshot(page) -> None:
     page.screenshot(path=str(path), clip={"x": x0, "y": y0, "width": main["width"], "height": y1 - y0})
 
 
+def save_compare_screenshot(page, branch: Path) -> None:
+    """docs/branch.png: the Runs page's Compare and Side by side sections, a branch beside its parent."""
+    assert wait_until(lambda: '"status": "finished"' in (branch / "events.jsonl").read_text(), 60)
+    page.set_viewport_size({"width": VIEWPORT["width"], "height": 2400})  # the whole page in view: no scrolling
+    page.reload()  # the charts with the branch's whole curve
+    visible(page.get_by_text("parent-at-40 at iteration 60"), "The branch's grid side by side", 30)
+    page.mouse.move(0, 0)
+    top = page.get_by_role("heading", name="Compare").bounding_box()
+    last = page.get_by_text("parent-at-40 at iteration 60").bounding_box()
+    main = page.locator('[data-testid="stMainBlockContainer"]').bounding_box()
+    page.screenshot(path=str(ROOT / "docs" / "branch.png"),
+                    clip={"x": main["x"], "y": top["y"] - 8, "width": main["width"],
+                          "height": last["y"] + last["height"] + 16 - (top["y"] - 8)})  # fmt: skip
+    page.set_viewport_size(VIEWPORT)
+
+
 # ---- the test
 
 
@@ -268,6 +284,9 @@ def test_branch_a_run_then_scrub_back_through_its_grids_in_a_browser(app, page):
     visible(
         page.get_by_text("parent-at-40 branches from parent"), "The branch point on the overlaid curves", 30
     )
+
+    if os.environ.get("SAVE_SCREENSHOT"):
+        save_compare_screenshot(page, branch)
 
     page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name="Train").click()
     visible(page.get_by_text(HEADING), "The Train page's monitor of the branch", 30)

@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from gan_core.hints import Hint, failure_hints
+from gan_core.hints import Hint, failure_hints, quality_hints
 
 RNG = np.random.default_rng(0)
 
@@ -189,3 +189,42 @@ def test_a_million_rows_cost_only_the_window():
     assert (
         sorted(times)[10] < 0.05
     )  # median; a sanity bound, not a benchmark: the window is 200 rows whatever n is
+
+
+# ---- sample quality: mode collapse read from precision, recall and coverage
+
+
+def measured(**values) -> dict[str, np.ndarray]:
+    """One image measurement: ten classes evenly, recognisable, as diverse as real, unless given."""
+    row = {"iteration": 800, "recognisable": 0.9, "class_coverage": 10, "max_class_share": 0.12, "diversity": 1.0,
+           "precision": 0.9, "recall": 0.8, "density": 1.0, "coverage": 0.9} | values  # fmt: skip
+    return {name: np.array([value], np.float32) for name, value in row.items()}
+
+
+def test_realistic_samples_near_few_real_images_are_a_collapse_though_every_class_appears():
+    (hint,) = quality_hints(measured(coverage=0.2, recall=0.05))
+    assert hint.kind == "mode-collapse" and hint.text.startswith(
+        "90% of the samples lie among real images (precision) but only 20% of the real images have a sample "
+        "nearby (coverage; recall 0.05) at iteration 800."
+    )
+    (hint,) = quality_hints(measured(recall=0.1))  # coverage fine, recall low: still too narrow
+    assert "only 90% of the real images" in hint.text and "recall 0.10" in hint.text
+
+
+def test_coverage_and_recall_above_their_limits_give_no_hint():
+    assert quality_hints(measured()) == []
+    assert quality_hints(measured(coverage=0.5, recall=0.3)) == []  # the limits themselves are healthy
+
+
+def test_low_coverage_with_low_precision_is_an_unlearned_generator_not_a_collapse():
+    assert quality_hints(measured(precision=0.3, coverage=0.05, recall=0.0)) == []
+    assert quality_hints(measured(recognisable=0.2, coverage=0.05, recall=0.0)) == []  # not yet recognisable
+
+
+def test_coverage_speaks_for_the_spread_where_it_was_measured_diversity_where_not():
+    assert quality_hints(measured(diversity=0.3)) == []  # coverage 0.9: the samples are spread fine
+    old_run = measured(diversity=0.3, precision=np.nan, recall=np.nan, density=np.nan, coverage=np.nan)
+    (hint,) = quality_hints(old_run)
+    assert "The samples are 30% as diverse as real images" in hint.text
+    (hint,) = quality_hints(measured(class_coverage=1, max_class_share=1.0, coverage=0.01, recall=0.0))
+    assert hint.text.startswith("Only 1 of 10 classes appear; one class makes up 100% of the samples; 90% of")

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/quality.py                       # every preset, the issue's budgets
     .venv/bin/python bench/quality.py --presets ring,grid --minutes 2
+    .venv/bin/python bench/quality.py --live-cost --presets cntk-dcgan,pytorch-mlp   # one live measurement's cost
 
 Image presets train on `digits` (28 px, or 64 px for matlab-dcgan), the toys on their own data. Each run
 gets a wall-clock budget (toys 5 min, images 10 min by default) on the device chosen, and trains its preset's
@@ -15,25 +16,32 @@ beside the targets:
   conditional presets: the classifier agrees with the requested class on >= 90%; classifier FD shown
   beside the floor (the FD of real held-out images).
 This is a benchmark: it exits 0 whether or not a target is met.
+
+--live-cost trains nothing: it times one live measurement (1,000 fixed latents, as a run measures within its 2%
+budget) of each image preset's untrained generator on `digits`, in the thread's CPU time as the run counts it,
+and the share of it that precision / recall / density / coverage and KID take (median of the repeats).
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gan_core.data import TOYS  # noqa: E402
+from gan_core.feature_metrics import kernel_inception_distance, prdc  # noqa: E402
 from gan_core.folder import Status  # noqa: E402
 from gan_core.loop import TrainingLoop  # noqa: E402
-from gan_core.metrics import evaluate_sampler  # noqa: E402
+from gan_core.metrics import QualityMonitor, evaluate_sampler  # noqa: E402
 from gan_core.plan import new_run  # noqa: E402
 from gan_core.presets import PRESETS, resolve  # noqa: E402
 from gan_core.sampling import load_sampler  # noqa: E402
@@ -76,7 +84,9 @@ def row(preset: str, iterations: int, seconds: float, m: dict) -> str:
         agree = "" if math.isnan(m["class_agreement"]) else f"  agree {m['class_agreement']:.2f}"
         values = (f"recognisable {m['recognisable']:.2f}  classes {m['class_coverage']:.0f}/10  "
                   f"max share {m['max_class_share']:.2f}{agree}  FD {m['fd']:.2f} (floor {m['fd_real_floor']:.2f})  "
-                  f"diversity {m['diversity']:.2f}")  # fmt: skip
+                  f"diversity {m['diversity']:.2f}  precision {m['precision']:.2f}  recall {m['recall']:.2f}  "
+                  f"density {m['density']:.2f}  coverage {m['coverage']:.2f}  "
+                  f"KID {m['kid']:.4g} (floor {m['kid_real_floor']:.4g})")  # fmt: skip
     return f"{preset:<13} {iterations:>7} it  {seconds / 60:5.1f} min  {values}  {verdict(preset, m)}"
 
 
@@ -98,15 +108,53 @@ def trajectory(loop: TrainingLoop, preset: str, points: int = 6) -> str:
     return f"  along the way ({legend}): " + ", ".join(cells)
 
 
+def live_cost(preset: str, device: str, runs_dir: Path, repeats: int = 7) -> str:
+    """One live measurement of the preset's untrained generator, and the new metrics' share of it (CPU time)."""
+    config, knobs = resolve(preset, dataset="digits", device=device)
+    loop = TrainingLoop(new_run(config, knobs, runs_dir=runs_dir, name=f"{preset}-cost"))
+    monitor = QualityMonitor(
+        loop.data, loop.device, config.z_dim, loop.trainer.arch.conditional, config.data_dir
+    )
+    began = time.thread_time()
+    monitor.prepare()  # the classifier (trained the first time), the reference's radii, torchmetrics' import
+    prepared = time.thread_time() - began
+    generator, evaluator = loop.trainer.generator, monitor.evaluator
+    with torch.no_grad():
+        generator.eval()
+        features, _ = evaluator.features(generator(monitor.z, monitor.labels))
+        generator.train()
+    whole, prdc_s, kid_s = [], [], []
+    for _ in range(repeats):
+        began = time.thread_time()
+        monitor.measure(generator)
+        whole.append(time.thread_time() - began)
+        began = time.thread_time()
+        prdc(evaluator.reference, features, evaluator.reference_radii)
+        prdc_s.append(time.thread_time() - began)
+        began = time.thread_time()
+        kernel_inception_distance(evaluator.reference, features)
+        kid_s.append(time.thread_time() - began)
+    loop.close()
+    total, p, k = (statistics.median(t) for t in (whole, prdc_s, kid_s))
+    return (f"{preset:<13} one live measurement {total:.3f} s CPU ({len(features)} samples): precision / recall / "
+            f"density / coverage {p:.3f} s ({p / total:.0%}), KID {k:.3f} s ({k / total:.0%}); "
+            f"prepared once in {prepared:.1f} s")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--presets", default=",".join(PRESETS))
     parser.add_argument("--minutes", type=float, help="budget per preset (default: toys 5, images 10)")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--live-cost", action="store_true", help="time one live measurement per image preset")
     args = parser.parse_args()
     device = resolve_device(args.device)
     runs_dir = Path(tempfile.mkdtemp(prefix="gan-quality-"))
     print(f"device {device}, runs in {runs_dir}", flush=True)
+    if args.live_cost:
+        for preset in (p for p in args.presets.split(",") if p not in TOYS):
+            print(live_cost(preset, args.device, runs_dir), flush=True)
+        return
     lines = []
     for preset in args.presets.split(","):
         minutes = args.minutes or (TOY_MINUTES if preset in TOYS else IMAGE_MINUTES)

@@ -1,5 +1,6 @@
-"""Sample quality: modes captured on the 2-D toys; on images, a classifier's Fréchet distance, class coverage,
-recognisability and diversity — computed off the hot path, every so often, without gradients."""
+"""Sample quality: modes captured on the 2-D toys; on images, in a classifier's feature space, Fréchet
+distance, precision / recall / density / coverage, KID, class coverage, recognisability and diversity —
+computed off the hot path, every so often, without gradients."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from torch import Tensor, nn
 
 from .config import ConfigError
 from .data import TOYS, Data, load_dataset, to_model_range
+from .feature_metrics import kernel_inception_distance, knn_radii, prdc
 from .history import QUALITY_COLUMNS
 from .models import ARCHS
 from .sampling import Sampler, generate, latents
@@ -165,19 +167,19 @@ class ImageEvaluator:
     real: tuple[Tensor, Tensor]  # feature mean and covariance of the train split
     real_diversity: float
     fd_floor: float  # FD between the held-out real images and the train split: what "as good as real" scores
+    kid_floor: float  # KID between the held-out real images and the reference: the same for KID
     num_classes: int
-    samples: int = 1000
+    reference: Tensor  # (R, 128) features of a fixed subset of the train split: PRDC's and KID's real set
+    reference_radii: Tensor  # (R,) their k-NN radii, computed once
 
-    @torch.no_grad()
     def features(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        parts = [self.classifier(part) for part in images.split(500)]
-        return torch.cat([f for f, _ in parts]).float().cpu(), torch.cat([p for _, p in parts]).softmax(
-            1
-        ).float().cpu()
+        return classifier_features(self.classifier, images)
 
     def __call__(self, images: Tensor, requested: Tensor | None = None) -> dict[str, float]:
-        """Metrics of generated images in [-1, 1]; `requested` are the classes a conditional model was asked for."""
+        """Metrics of generated images in [-1, 1]; `requested` are the classes a conditional model was asked for.
+        Precision, recall, density, coverage and KID use as many samples as the reference has real images."""
         features, probs = self.features(images)
+        compared = features[: len(self.reference)]
         confidence, predicted = probs.max(1)
         share = torch.bincount(predicted, minlength=self.num_classes).float() / len(predicted)
         entropy = -(share[share > 0] * share[share > 0].log()).sum() / math.log(max(2, self.num_classes))
@@ -191,7 +193,17 @@ class ImageEvaluator:
             if requested is not None
             else math.nan,
             "diversity": diversity(features) / self.real_diversity,
+            **prdc(self.reference, compared, self.reference_radii),
+            "kid": kernel_inception_distance(self.reference, compared),
         }
+
+
+@torch.no_grad()
+def classifier_features(classifier: Classifier, images: Tensor) -> tuple[Tensor, Tensor]:
+    """The classifier's (N, 128) features and (N, classes) probabilities of images in [-1, 1], on the CPU."""
+    parts = [classifier(part) for part in images.split(500)]
+    features, logits = torch.cat([f for f, _ in parts]), torch.cat([p for _, p in parts])
+    return features.float().cpu(), logits.softmax(1).float().cpu()
 
 
 def image_evaluator(
@@ -201,23 +213,28 @@ def image_evaluator(
     samples: int = 1000,
     stop: threading.Event | None = None,
 ) -> ImageEvaluator:
-    """Train (or load) the data set's classifier and summarise its real images; labelled image data only."""
+    """Train (or load) the data set's classifier and summarise its real images; labelled image data only.
+
+    The first `samples` (at most 5000) train-split images, in a fixed random order, are the reference of
+    precision, recall, density, coverage and KID: as many real images as samples measured, the same ones
+    each time."""
     classifier, acc = load_or_train_classifier(data, device, data_dir, stop)
     train_idx, test_idx = _split(data)
-    train_idx = train_idx[:5000]
-    evaluator = ImageEvaluator(classifier, acc, real=(torch.zeros(1), torch.zeros(1, 1)), real_diversity=1.0,
-                               fd_floor=math.nan, num_classes=data.num_classes, samples=samples)  # fmt: skip
-    train_features, _ = evaluator.features(to_model_range(data.x[train_idx].to(device)))
-    test_features, _ = evaluator.features(to_model_range(data.x[test_idx[:samples]].to(device)))
-    evaluator.real = gaussian(train_features)
-    evaluator.real_diversity = diversity(train_features)
-    evaluator.fd_floor = frechet_distance(gaussian(test_features), evaluator.real)
-    return evaluator
+    train_features, _ = classifier_features(classifier, to_model_range(data.x[train_idx[:5000]].to(device)))
+    test_features, _ = classifier_features(classifier, to_model_range(data.x[test_idx[:samples]].to(device)))
+    real, reference = gaussian(train_features), train_features[:samples]
+    return ImageEvaluator(
+        classifier, acc, real, real_diversity=diversity(train_features),
+        fd_floor=frechet_distance(gaussian(test_features), real),
+        kid_floor=kernel_inception_distance(reference, test_features),  # imports torchmetrics here, once
+        num_classes=data.num_classes, reference=reference, reference_radii=knn_radii(reference),
+    )  # fmt: skip
 
 
 def evaluate_sampler(sampler: Sampler, device: torch.device, n: int = 2000, fid: bool = False) -> dict:
     """`evaluate`'s protocol on a saved run's generator: 2,500 points on the toys; on labelled images, n samples
-    (latent seed 1) against the data set's classifier, with the FD of held-out real images as the floor."""
+    (latent seed 1) against the data set's classifier, with the FD and KID of held-out real images as
+    floors."""
     config = sampler.config
     result: dict = {"iteration": sampler.iteration}
     if config.dataset in TOYS:
@@ -236,7 +253,8 @@ def evaluate_sampler(sampler: Sampler, device: torch.device, n: int = 2000, fid:
     z, labels = latents(sampler, n, seed=1)
     samples = generate(sampler, z, labels)
     result |= evaluator(samples.to(device), labels)
-    result |= {"fd_real_floor": evaluator.fd_floor, "classifier_accuracy": evaluator.classifier_accuracy}
+    result |= {"fd_real_floor": evaluator.fd_floor, "kid_real_floor": evaluator.kid_floor,
+               "classifier_accuracy": evaluator.classifier_accuracy}  # fmt: skip
     if fid:
         result["inception_fid"] = inception_fid(data.x[:n], samples, device)
     return result

@@ -19,8 +19,10 @@ SCALARS = {  # metrics.csv column -> TensorBoard tag
     "images_per_s": "speed/images per second",
 }  # fmt: skip
 QUALITY = {"fd": "quality/classifier FD", "recognisable": "quality/recognisable", "diversity": "quality/diversity",
-           "class_entropy": "quality/class entropy", "modes": "quality/modes captured",
-           "high_quality": "quality/high-quality fraction"}  # fmt: skip
+           "class_entropy": "quality/class entropy", "precision": "quality/precision",
+           "recall": "quality/recall", "density": "quality/density", "coverage": "quality/coverage",
+           "kid": "quality/classifier KID",
+           "modes": "quality/modes captured", "high_quality": "quality/high-quality fraction"}  # fmt: skip
 
 
 def check_available() -> None:

@@ -40,6 +40,11 @@ QUALITY_CHARTS = {  # chart -> (title, {column: legend}, y axis)
     "quality": ("Sample quality", {"recognisable": "recognisable", "class_entropy": "class entropy (1 = even)",
                                    "diversity": "diversity / real"}, "Fraction"),
     "fd": ("Classifier FD", {"fd": "Fréchet distance to real (classifier features)"}, "FD"),
+    "prdc": ("Precision / recall",
+             {"precision": "precision (samples near real)", "density": "density (1 = as real)",
+              "recall": "recall (real near samples)", "coverage": "coverage (real covered)"},
+             "Fraction (k = 5 neighbours)"),
+    "kid": ("Classifier KID", {"kid": "kernel distance to real (classifier features)"}, "KID"),
     "modes": ("Modes captured", {"modes": "modes captured"}, "Modes"),
     "high_quality": ("High-quality fraction", {"high_quality": "within 3 std of a mode"}, "Fraction"),
 }  # fmt: skip

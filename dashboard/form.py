@@ -142,6 +142,12 @@ def more_ui(values: dict, s: dict, k: str) -> None:
     )
     values["sample_every"] = int(c3.number_input("Grid every N iterations", value=int(s["sample_every"]), step=10,
                                                  key=k + "every"))  # fmt: skip
+    values["checkpoint_every"] = int(c3.number_input("Checkpoint every N iterations", step=100, key=k + "ckpt",
+                                                     value=int(s["checkpoint_every"])))  # fmt: skip
+    values["keep_checkpoints"] = int(c3.number_input("Checkpoints kept (branch points)", step=1, key=k + "keep",
+                                                     value=int(s["keep_checkpoints"]),
+                                                     help="The newest checkpoints stay in the run folder: the "
+                                                     "Runs page branches from any of them."))  # fmt: skip
     values["seed"] = int(c4.number_input("Seed", value=int(s["seed"]), step=1, key=k + "seed"))
     devices = device_options()
     values["device"] = c4.selectbox("Device", list(devices), format_func=devices.get, key=k + "device")

@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard.form import FOLDER, check
 from dashboard.registry import registry
+from gan_core.folder import RunFolder
 from gan_core.presets import resolve
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -201,6 +202,20 @@ def test_width_from_the_form_reaches_the_run(runs_dir):
     run = registry().active_run()
     assert run is not None and run.config.width == 0.5
     assert wait_for(lambda: run.iteration >= 2)  # the half-width networks train
+
+
+def test_checkpoints_kept_from_the_form_reach_the_run(runs_dir):
+    at = train_page()
+    at.number_input(key="form-pytorch-mlp-keep").set_value(0).run()
+    assert any("keep_checkpoints 0 is out of range: allowed [1, 1000]" in e.value for e in at.error)
+    assert at.button(key="start").disabled
+    at.number_input(key="form-pytorch-mlp-keep").set_value(2).run()
+    at.number_input(key="form-pytorch-mlp-ckpt").set_value(3).run()
+    at.number_input(key="form-pytorch-mlp-its").set_value(12).run()
+    at.button(key="start").click().run()
+    run = registry().active_run()
+    assert run is not None and run.wait(60) and run.status == "finished"
+    assert [it for it, _ in RunFolder(run.run_dir).kept_checkpoints()] == [9, 12]  # every 3, the newest 2
 
 
 def test_processes_reach_the_config_and_each_process_needs_its_own_batch(runs_dir):

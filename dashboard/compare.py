@@ -79,11 +79,13 @@ def with_parents(chosen: list[RunInfo], infos: list[RunInfo]) -> list[RunInfo]:
 
 
 def overlay_figure(infos: list[RunInfo], lines: dict[str, tuple[str, str]], y_title: str, y_range=None):
-    """One colour a run, one dash style a curve (G solid, D dashed). A branch is drawn from its branch point on
-    (before it, it is its parent), which a dotted line marks."""
+    """One colour a run, one dash style a curve (G solid, D dashed). A branch shown with its parent is drawn from
+    its branch point on (before it, it is its parent), which a dotted line marks."""
     fig = go.Figure()
+    shown = {info.path for info in infos}
     for n, info in enumerate(infos):
         line = lineage(info)
+        line = line if line and line.parent in shown else None  # without its parent: its whole history
         start = line.branched_at if line else -np.inf
         colour = COLOURS[n % len(COLOURS)]
         for column, (x, y) in run_curves(info, tuple(lines)).items():

@@ -159,7 +159,7 @@ def branch(
     checkpoint = parent.branch_point(iteration)
     at = int(checkpoint["iteration"])
     config, start = from_dict({"config": checkpoint["config"], "knobs": checkpoint["knobs"]})
-    target = settings.pop("iterations", None) or max(config.iterations, at + 1)
+    target = settings.pop("iterations", None) or branch_target(config.iterations, at)
     if target <= at:
         raise ConfigError(f"iterations {target} does not go past the branch point {at}: allowed "
                           f"[{at + 1}, 100000000]")  # fmt: skip
@@ -178,6 +178,11 @@ def branch(
     if changed:  # marked on the curves, and repeated by a replay, as a change made by hand at that point
         plan.folder.log("knobs", at + 1, changes=changed)
     return plan
+
+
+def branch_target(iterations: int, at: int) -> int:
+    """A branch's default length: its parent's target, or (branched at or past it) that many more."""
+    return iterations if iterations > at else at + iterations
 
 
 def _inherit(folder: RunFolder, parent: RunFolder, iteration: int) -> None:

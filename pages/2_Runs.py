@@ -15,7 +15,7 @@ from dashboard.sidebar import STATUS_ICONS, page_setup
 from gan_core import ConfigError
 from gan_core.folder import RunFolder, RunInfo, Status
 from gan_core.losses import LOSSES
-from gan_core.plan import knob_schedule, knobs_at
+from gan_core.plan import branch_target, knob_schedule, knobs_at
 from gan_core.run import format_elapsed
 
 REFRESH_SECONDS = 2.0
@@ -226,7 +226,7 @@ def branch_ui(infos: list[RunInfo]) -> None:
     c1, c2 = st.columns(2)
     c1.selectbox("Loss", list(LOSSES), index=list(LOSSES).index(config.loss), key="branch-loss" + k)
     c2.number_input(
-        "Total iterations", value=max(config.iterations, at + 1), step=100, key="branch-iterations" + k
+        "Total iterations", value=branch_target(config.iterations, at), step=100, key="branch-iterations" + k
     )
     st.caption(f"A new run that continues {info.name} from iteration {at:,} with what you change here; "
                f"{info.name} itself is left as it is. Kept checkpoints: {', '.join(map(str, its))}.")  # fmt: skip

@@ -147,3 +147,13 @@ def test_the_cli_refuses_a_bad_branch_in_one_line(tmp_path, flags, message):
     code, out, err = cli("train", *(f.format(parent=parent.path) for f in flags))
     assert code == 2 and err.startswith(message) and len(err.strip().splitlines()) == 1, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["parent"]
+
+
+def test_a_branch_from_the_end_of_a_finished_run_goes_as_far_again_by_default(tmp_path):
+    parent = trained(tmp_path)
+    run = plan.branch(parent.path, data=tiny_images())  # no iteration: the latest checkpoint, 30
+    run.release()
+    assert (run.start_iteration, run.config.iterations) == (30, 60)
+    early = plan.branch(parent.path, 10, data=tiny_images())
+    early.release()
+    assert (early.start_iteration, early.config.iterations) == (10, 30)  # before the end: the parent's target

@@ -297,6 +297,14 @@ def test_runs_page_branches_a_run_and_overlays_it_on_its_parent(runs, media):
     assert scores["layout"]["shapes"][0]["x0"] == 4
     assert scores["layout"]["annotations"][0]["text"] == "images-at-4 branches from images"
 
+    shutil.rmtree(run_dir(runs, "images"))  # without its parent, a branch shows its whole history
+    at.run()
+    scores = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert [t["name"] for t in scores["data"]] == ["images-at-4 · Generator", "images-at-4 · Discriminator"]
+    assert list(plotted(scores["data"][0]["x"])) == [1, 2, 3, 4, 5, 6, 7, 8] and not scores["layout"].get(
+        "shapes"
+    )
+
 
 def test_runs_page_shows_two_runs_side_by_side_at_one_iteration(runs, media):
     at = page(RUNS)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import plotly.graph_objects as go
@@ -142,9 +143,11 @@ def draw_monitor() -> None:
     config = snap.config
     batch = f"batch {config.batch_size} x {config.nproc} processes = {config.batch_size * config.nproc}" if (
         config.nproc > 1) else f"batch {config.batch_size}"  # fmt: skip
+    origin = (f" · branch of {Path(config.parent).name} at {config.branched_at:,}"
+              if config.parent is not None else "")  # fmt: skip
     st.progress(min(1.0, snap.iteration / snap.target),
                 text=f"{snap.iteration:,} / {snap.target:,} iterations · {snap.images_per_s:,.0f} images/s · {batch} "
-                f"· {snap.device}")  # fmt: skip
+                f"· {snap.device}{origin}")  # fmt: skip
     draw_controls(run, snap)
     draw_hints(snap)
     draw_more_charts(snap)

@@ -286,6 +286,9 @@ def test_runs_page_branches_a_run_and_overlays_it_on_its_parent(runs, media):
     assert branch.run_dir == run_dir(runs, "images-at-4") and branch.wait(60) and branch.status == "finished"
     config, _ = RunFolder(branch.run_dir).read_config()
     assert (config.parent, config.branched_at, config.iterations) == (str(run_dir(runs, "images")), 4, 8)
+    monitor = AppTest.from_file(str(ROOT / "pages" / "0_Train.py"), default_timeout=60).run()
+    assert "8 / 8 iterations" in monitor.get("progress")[0].proto.text
+    assert monitor.get("progress")[0].proto.text.endswith(" · branch of images at 4")  # the monitor says so
 
     at.run()  # the Compare charts now show the branch beside its parent, the branch from its branch point on
     assert at.multiselect(key="overlay").value == ["images-at-4", "images"]

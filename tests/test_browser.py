@@ -165,7 +165,7 @@ def save_monitor_screenshot(page) -> None:
 def save_compare_screenshot(page, branch: Path) -> None:
     """docs/branch.png: the Runs page's Compare and Side by side sections, a branch beside its parent."""
     assert wait_until(lambda: '"status": "finished"' in (branch / "events.jsonl").read_text(), 60)
-    page.set_viewport_size({"width": VIEWPORT["width"], "height": 2400})  # the whole page in view: no scrolling
+    page.set_viewport_size({"width": VIEWPORT["width"], "height": 2400})  # all in view: no scrolling
     page.reload()  # the charts with the branch's whole curve
     visible(page.get_by_text("parent-at-40 at iteration 60"), "The branch's grid side by side", 30)
     page.mouse.move(0, 0)

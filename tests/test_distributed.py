@@ -192,6 +192,23 @@ def test_a_two_process_checkpoint_resumes_on_one_process(pair, tmp_path):
     assert len(events(run, "replicas")) == checked  # one process: nothing to compare
 
 
+def test_a_two_process_run_branches_on_two_processes(pair, tmp_path):
+    parent = tmp_path / "pair"
+    shutil.copytree(pair, parent)
+    branch = tmp_path / "pair-at-200"
+    args = ["train", "--branch", f"{parent}@200", "--lr-d", "0.0005", "--iterations", "260", "--nproc", "2"]
+    code, out, err = run_gan_core(args, tmp_path / "log", branch)
+    assert code == 0 and out.strip().splitlines()[-1] == str(branch), err[-3000:]
+    config = json.loads((branch / "config.json").read_text())["config"]
+    assert (config["parent"], config["branched_at"], config["nproc"]) == (str(parent.resolve()), 200, 2)
+    assert iterations(branch) == list(range(1, 261))
+    (columns, ours), (_, theirs) = RunFolder(branch).read_metrics(), RunFolder(parent).read_metrics()
+    scores = [columns.index(c) for c in ("score_g", "score_d", "loss_g", "loss_d")]
+    np.testing.assert_array_equal(ours[:200, scores], theirs[:200, scores])  # the parent's history
+    assert [(e["iteration"], e["changes"]) for e in events(branch, "knobs")] == [(201, {"lr_d": 0.0005})]
+    assert [(e["iteration"], e["identical"]) for e in events(branch, "replicas")] == [(260, True)]
+
+
 def test_a_one_process_run_resumes_on_two(tmp_path):
     code, _, err = cli(*train_args(tmp_path, "one", "--iterations", 40, "--checkpoint-every", 20))
     assert code == 0, err

@@ -309,6 +309,15 @@ def test_runs_page_branches_a_run_and_overlays_it_on_its_parent(runs, media):
     )
 
 
+def test_runs_page_refuses_a_bad_branch_value_and_writes_nothing(runs):
+    at = page(RUNS)
+    at.selectbox(key="branch_run").set_value("images").run()
+    at.number_input(key="branch-lr_d-images-4").set_value(7.0).run()
+    at.button(key="branch").click().run()
+    assert [e.value for e in at.error] == ["Cannot branch images: lr_d 7.0 is out of range: allowed [0, 1]"]
+    assert sorted(p.name for p in runs.iterdir()) == ["conditional", "images", "points"]
+
+
 def test_runs_page_shows_two_runs_side_by_side_at_one_iteration(runs, media):
     at = page(RUNS)
     assert (at.selectbox(key="side-a").value, at.selectbox(key="side-b").value) == ("points", "conditional")

@@ -3,14 +3,12 @@ and two runs' grids side by side at one iteration."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from gan_core.config import ConfigError
 from gan_core.folder import RunFolder, RunInfo
 from gan_core.history import downsample
 
@@ -19,28 +17,6 @@ COLOURS = ("#0072BD", "#D95319", "#EDB120", "#7E2F8E", "#77AC30", "#4DBEEE", "#A
 SCORES = {"score_g": ("Generator", "solid"), "score_d": ("Discriminator", "dash")}
 LOSSES = {"loss_g": ("Generator", "solid"), "loss_d": ("Discriminator", "dash")}
 GRID_WIDTH = 300  # each of the two grids side by side
-
-
-@dataclass(frozen=True)
-class Lineage:
-    """Where a run comes from: the parent run it branched from (its folder, if still there) and the iteration."""
-
-    parent: Path | None
-    parent_name: str
-    branched_at: int
-
-
-def lineage(info: RunInfo) -> Lineage | None:
-    """A branch's parent and branch point; None for a run that is no branch (or whose config cannot be read)."""
-    folder = RunFolder(info.path)
-    try:
-        config, _ = folder.read_config()
-    except ConfigError:
-        return None
-    if config.parent is None:
-        return None
-    parent = folder.parent(config)
-    return Lineage(parent.path if parent else None, Path(config.parent).name, config.branched_at)
 
 
 # ---- curves
@@ -71,8 +47,7 @@ def with_parents(chosen: list[RunInfo], infos: list[RunInfo]) -> list[RunInfo]:
     by_path = {info.path: info for info in infos}
     runs = list(chosen)
     for info in chosen:
-        line = lineage(info)
-        parent = by_path.get(line.parent) if line and line.parent else None
+        parent = by_path.get(info.parent)
         if parent is not None and parent not in runs:
             runs.append(parent)
     return runs
@@ -84,18 +59,17 @@ def overlay_figure(infos: list[RunInfo], lines: dict[str, tuple[str, str]], y_ti
     fig = go.Figure()
     shown = {info.path for info in infos}
     for n, info in enumerate(infos):
-        line = lineage(info)
-        line = line if line and line.parent in shown else None  # without its parent: its whole history
-        start = line.branched_at if line else -np.inf
+        branch = info.parent in shown  # a branch without its parent: its whole history
+        start = info.branched_at if branch else -np.inf
         colour = COLOURS[n % len(COLOURS)]
         for column, (x, y) in run_curves(info, tuple(lines)).items():
             who, dash = lines[column]
             keep = x >= start
             fig.add_trace(go.Scattergl(x=x[keep], y=y[keep], mode="lines", name=f"{info.name} · {who}",
                                        legendgroup=info.name, line=dict(color=colour, dash=dash, width=1.5)))  # fmt: skip
-        if line:
-            fig.add_vline(x=line.branched_at, line=dict(color=colour, dash="dot", width=1),
-                          annotation_text=f"{info.name} branches from {line.parent_name}",
+        if branch:
+            fig.add_vline(x=info.branched_at, line=dict(color=colour, dash="dot", width=1),
+                          annotation_text=f"{info.name} branches from {info.parent.name}",
                           annotation_position="top left", annotation_font_size=10)  # fmt: skip
     fig.update_layout(height=380, margin=dict(l=50, r=20, t=30, b=45), template="plotly_white",
                       legend=dict(orientation="h", yanchor="top", y=-0.2, x=0))  # fmt: skip
@@ -135,12 +109,11 @@ def grid_at(folder: RunFolder, iteration: int) -> tuple[int, Path] | None:
 
 def default_pair(infos: list[RunInfo]) -> tuple[str, str]:
     """The newest branch and its parent, else the two newest runs."""
-    names = [info.name for info in infos]
+    by_path = {info.path: info for info in infos}
     for info in infos:
-        line = lineage(info)
-        if line and line.parent_name in names:
-            return line.parent_name, info.name
-    return names[0], names[1]
+        if info.parent in by_path:
+            return by_path[info.parent].name, info.name
+    return infos[0].name, infos[1].name
 
 
 def side_by_side_ui(infos: list[RunInfo]) -> None:

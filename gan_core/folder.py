@@ -449,6 +449,8 @@ class RunInfo:
     created: float
     owner: Owner | None
     heartbeat: dict  # what the live run last said of itself (pid, pids, host, age_s ...); {} if none
+    parent: Path | None = None  # a branch: its parent's folder, while it exists
+    branched_at: int | None = None  # a branch: the parent's iteration it continues from
 
 
 def run_info(folder: RunFolder) -> RunInfo:
@@ -466,7 +468,8 @@ def run_info(folder: RunFolder) -> RunInfo:
         target=config.iterations, score_g=last.get("score_g", math.nan), score_d=last.get("score_d", math.nan),
         elapsed_s=last.get("elapsed_s", 0.0),
         created=created if isinstance(created, (int, float)) else (folder.path / CONFIG).stat().st_mtime,
-        owner=owner, heartbeat=beat,
+        owner=owner, heartbeat=beat, branched_at=config.branched_at,
+        parent=parent.path if (parent := folder.parent(config)) else None,
     )  # fmt: skip
 
 

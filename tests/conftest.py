@@ -45,6 +45,19 @@ def wait_for(predicate, timeout: float = 20.0, interval: float = 0.01) -> bool:
     return False
 
 
+@pytest.fixture
+def fresh_registry(runs_dir):
+    """The app's process-wide registry afresh, its runs stopped after the test (pages and app tests)."""
+    import streamlit as st
+
+    from dashboard.registry import registry
+
+    st.cache_resource.clear()
+    yield
+    registry().stop_all()
+    st.cache_resource.clear()
+
+
 @pytest.fixture(autouse=True)
 def _few_threads():
     torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)

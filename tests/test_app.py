@@ -3,7 +3,6 @@
 from pathlib import Path
 
 import pytest
-import streamlit as st
 from conftest import wait_for
 from PIL import Image
 from streamlit.testing.v1 import AppTest
@@ -17,12 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 120  # importing torch alone takes longer than AppTest's default 3 s
 
 
-@pytest.fixture(autouse=True)
-def fresh_registry(runs_dir):
-    st.cache_resource.clear()
-    yield
-    registry().stop_all()
-    st.cache_resource.clear()
+pytestmark = pytest.mark.usefixtures("fresh_registry")
 
 
 def write_images(folder: Path, count: int, start: int = 0) -> Path:

@@ -29,12 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 120
 
 
-@pytest.fixture(autouse=True)
-def fresh_registry(runs_dir):
-    st.cache_resource.clear()
-    yield
-    registry().stop_all()
-    st.cache_resource.clear()
+pytestmark = pytest.mark.usefixtures("fresh_registry")
 
 
 def train_cli(runs_dir: Path, name: str, *flags: str) -> subprocess.Popen:

@@ -202,6 +202,8 @@ def test_train_watch_tune_and_download_in_a_browser(app, page, tmp_path):
         "lr D": page.get_by_label("lr D", exact=True),
     }
     for what, locator in in_view.items():
+        # a refresh may be redrawing it (no box for a moment): measure it once it is drawn
+        wait_until(lambda locator=locator: locator.bounding_box() is not None, 5)
         box = locator.bounding_box()
         assert box and box["y"] >= 0 and box["y"] + box["height"] <= VIEWPORT["height"], (
             f"{what} is not in view on a {VIEWPORT['width']}x{VIEWPORT['height']} screen after Start: {box}"

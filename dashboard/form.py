@@ -12,7 +12,7 @@ import torch
 
 from gan_core import ARCHS, DATASETS, LOSSES, PRESETS, ConfigError, DataError, Knobs, RunConfig, resolve
 from gan_core.config import AUGMENTS, LR_SCHEDULES, OPTIMIZERS
-from gan_core.data import DataFacts, data_facts
+from gan_core.data import DataFacts, data_facts, offline_source
 from gan_core.presets import check_data, preset_settings
 from gan_core.storage import runs_root
 from gan_core.trainer import available_devices, device_label, resolve_device
@@ -24,6 +24,7 @@ CUSTOM = "custom"
 DEFAULT_PRESET = "pytorch-mlp"
 DEFAULT_DATASET = "digits"  # offline: scikit-learn ships it
 FOLDER, UPLOAD = "folder of images…", "upload a ZIP of images…"
+DOWNLOADS = "downloads on first use"
 
 
 @dataclass
@@ -69,7 +70,7 @@ def config_ui() -> FormResult:
     values["loss"] = c2.selectbox("Loss", list(LOSSES), index=list(LOSSES).index(s["loss"]), key=k + "loss",
                                   help="; ".join(f"{n}: {v.description}" for n, v in LOSSES.items()))  # fmt: skip
     with c3:
-        values["dataset"] = dataset_ui(s["dataset"], k, errors)
+        values["dataset"] = dataset_ui(s["dataset"], s["data_dir"], k, errors)
     choice_errors = st.empty()
 
     c1, c2, c3, c4, c5 = st.columns(5)
@@ -164,11 +165,21 @@ def more_ui(values: dict, s: dict, k: str) -> None:
                                         "(needs the tensorboard package).")  # fmt: skip
 
 
-def dataset_ui(preset_dataset: str, k: str, errors: dict) -> str:
-    names = [*DATASETS, FOLDER, UPLOAD]
+def dataset_options(data_dir: str) -> dict[str, str]:
+    """Registry data sets -> their label: those present offline first, then those that download on first use."""
+    offline = {name: offline_source(name, data_dir) is not None for name in DATASETS}
+    present = [name for name in DATASETS if offline[name]]
+    absent = [name for name in DATASETS if not offline[name]]
+    return {name: name for name in present} | {name: f"{name} — {DOWNLOADS}" for name in absent}
+
+
+def dataset_ui(preset_dataset: str, data_dir: str, k: str, errors: dict) -> str:
+    options = dataset_options(data_dir) | {FOLDER: FOLDER, UPLOAD: UPLOAD}
+    names = list(options)
     default = DEFAULT_DATASET if preset_dataset not in ("ring", "grid") else preset_dataset
-    choice = st.selectbox("Data set", names, index=names.index(default), key=k + "dataset",
-                          help=f"The preset's own data set is {preset_dataset!r}; {DEFAULT_DATASET} works offline.")  # fmt: skip
+    choice = st.selectbox("Data set", names, index=names.index(default), key=k + "dataset", format_func=options.get,
+                          help=f"The preset's own data set is {preset_dataset!r}. Those found on this machine come "
+                          f"first; the others {DOWNLOADS} (into {data_dir}).")  # fmt: skip
     if choice == FOLDER:
         path = st.text_input("Folder path (class sub-folders become labels)", key=k + "folder")
         if not path:

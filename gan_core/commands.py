@@ -14,8 +14,8 @@ from pathlib import Path
 
 from . import distributed, export, plan, storage
 from .cli import REPLAY_FLAGS, RESUME_FLAGS, SETTING_FLAGS, UsageError
-from .config import ConfigError, check_range, from_dict
-from .data import DATASETS, TOYS
+from .config import ConfigError, RunConfig, check_range, from_dict
+from .data import DATASETS, TOYS, offline_source
 from .driver import Driver
 from .folder import RunFolder, Status
 from .loop import TrainingLoop
@@ -386,13 +386,21 @@ def evaluate(args) -> int:
 # ---- list
 
 
+def _dataset_line(name: str, data_dir: str) -> str:
+    """A data set's description and whether it loads offline, and from where (default data_dir)."""
+    where = offline_source(name, data_dir)
+    state = "downloads on first use" if where is None else f"offline: {where}"
+    return f"{DATASETS[name].description} ({state})"
+
+
 def list_all(_args) -> int:
+    data_dir = RunConfig().data_dir  # $GAN_DATA_DIR, else data/
     sections = [
         ("architectures", {k: v.description for k, v in ARCHS.items()}),
         ("losses", {k: v.description for k, v in LOSSES.items()}),
         (
             "data sets",
-            {k: v.description for k, v in DATASETS.items()} | {"folder:PATH": "any folder of images"},
+            {k: _dataset_line(k, data_dir) for k in DATASETS} | {"folder:PATH": "any folder of images"},
         ),
         ("presets", {k: v["description"] for k, v in PRESETS.items()}),
     ]

@@ -21,6 +21,7 @@ from torchvision.datasets.utils import download_and_extract_archive
 from torchvision.transforms.v2 import functional as F
 
 from .config import DataError  # defined beside ConfigError: the command line catches both without torch
+from .idx import APT_PACKAGES, TRAIN_IMAGES, TRAIN_LABELS, find_pair, idx_folders, read_pair
 
 FLOWERS_URL = "https://storage.googleapis.com/download.tensorflow.org/example_images/flower_photos.tgz"
 TOY_POINTS = 20_000
@@ -70,13 +71,15 @@ class DataFacts(NamedTuple):
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """A registry entry: loader(image_size, data_dir, download) -> Data, and what it holds."""
+    """A registry entry: loader(image_size, data_dir, download) -> Data, what it holds, and where(data_dir): the
+    place it loads from without the network, or None when it downloads on first use (looks, reads nothing)."""
 
     loader: Callable[[int, Path, bool], Data]
     kind: str  # 'image' or 'points'
     labelled: bool
     size: int  # the training split's samples
     description: str
+    where: Callable[[Path], str | None] = lambda data_dir: "built in"
 
 
 # ---- transforms
@@ -139,6 +142,8 @@ def _stack_images(images: list[torch.Tensor]) -> torch.Tensor:
 
 def _existing_folder(path: str | Path) -> Path:
     root = Path(path)
+    if root.is_file():
+        raise DataError(f"{root} is a file, not a folder: give a folder of images or of class sub-folders")
     if not root.is_dir():
         raise DataError(
             f"image folder {root} does not exist: give a folder of images or of class sub-folders"
@@ -178,17 +183,44 @@ def _missing(name: str, folder: Path, download: bool, err: Exception, what: str)
     )
 
 
+def _idx_where(cls: type[MNIST], name: str) -> Callable[[Path], str | None]:
+    def where(data_dir: Path) -> str | None:
+        pair = find_pair(idx_folders(name, cls.__name__, data_dir))
+        return None if pair is None else str(pair.images.parent.absolute())
+
+    return where
+
+
+def _download_idx(
+    cls: type[MNIST], name: str, data_dir: Path, download: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """torchvision's download into data_dir, when no copy was found: images (N, 28, 28) and labels."""
+    try:
+        if not download:
+            raise RuntimeError("download=False")
+        ds = cls(str(data_dir), train=True, download=True)
+    except Exception as err:
+        folders = idx_folders(name, cls.__name__, data_dir)
+        apt = f"run `apt-get install {APT_PACKAGES[name]}`, " if name in APT_PACKAGES else ""
+        raise DataError(
+            f"{name} is not in {', '.join(map(str, folders))} and could not be downloaded ({_short(err)}): {apt}"
+            f"put {TRAIN_IMAGES} and {TRAIN_LABELS} (.gz or not) in {folders[0]}, or use --dataset digits"
+        ) from err
+    return ds.data, ds.targets.long()
+
+
 def _load_mnist_like(cls: type[MNIST], name: str) -> Callable[[int, Path, bool], Data]:
     def loader(image_size: int, data_dir: Path, download: bool) -> Data:
-        try:
-            ds = cls(str(data_dir), train=True, download=download)
-        except Exception as err:
-            files = "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte"
-            raise _missing(name, data_dir / cls.__name__ / "raw", download, err, files) from err
-        x = _resize_batch(ds.data.unsqueeze(1), image_size)  # (N, 1, S, S)
-        return Data(name, x, ds.targets.long(), len(ds.classes), tuple(ds.classes))
+        pair = find_pair(idx_folders(name, cls.__name__, data_dir))
+        images, labels = _download_idx(cls, name, data_dir, download) if pair is None else read_pair(pair)
+        x = _resize_batch(images.unsqueeze(1), image_size)  # (N, 1, S, S)
+        return Data(name, x, labels, len(cls.classes), tuple(cls.classes))
 
     return loader
+
+
+def _folder_where(folder: str) -> Callable[[Path], str | None]:
+    return lambda data_dir: str((data_dir / folder).absolute()) if (data_dir / folder).is_dir() else None
 
 
 def _load_cifar10(image_size: int, data_dir: Path, download: bool) -> Data:
@@ -290,6 +322,13 @@ def load_dataset(
         return _cache[key]
 
 
+def offline_source(name: str, data_dir: str | Path = "data") -> str | None:
+    """Where a registry data set loads from without the network ('built in' for digits and the toys, else a
+    folder's absolute path), or None when it would download on first use. Only looks for files: opens none."""
+    dataset_kind(name)  # DataError for an unknown name
+    return DATASETS[name].where(Path(data_dir))
+
+
 def data_facts(name: str, data_dir: str | Path = "data") -> DataFacts:
     """Size and labels of a registry data set or 'folder:PATH', without loading any image."""
     dataset_kind(name)  # DataError for an unknown name
@@ -325,12 +364,15 @@ TOY_STD = {"ring": 0.02, "grid": 0.05}
 TOYS = {name: (toy_centres(name), std) for name, std in TOY_STD.items()}
 
 DATASETS: dict[str, DatasetInfo] = {
-    "digits": DatasetInfo(_load_digits, "image", True, 1797, "scikit-learn's 1,797 8x8 handwritten digits (offline)"),
-    "mnist": DatasetInfo(_load_mnist_like(MNIST, "mnist"), "image", True, 60_000, "MNIST handwritten digits, 60,000"),
+    "digits": DatasetInfo(_load_digits, "image", True, 1797, "scikit-learn's 1,797 8x8 handwritten digits"),
+    "mnist": DatasetInfo(_load_mnist_like(MNIST, "mnist"), "image", True, 60_000, "MNIST handwritten digits, 60,000",
+                         _idx_where(MNIST, "mnist")),
     "fashion-mnist": DatasetInfo(_load_mnist_like(FashionMNIST, "fashion-mnist"), "image", True, 60_000,
-                                 "Fashion-MNIST clothes, 60,000"),
-    "cifar10": DatasetInfo(_load_cifar10, "image", True, 50_000, "CIFAR-10 colour photos, 50,000 in 10 classes"),
-    "flowers": DatasetInfo(_load_flowers, "image", True, 3670, "TensorFlow flower_photos, 3,670 photos in 5 classes"),
+                                 "Fashion-MNIST clothes, 60,000 in 10 classes", _idx_where(FashionMNIST, "fashion-mnist")),
+    "cifar10": DatasetInfo(_load_cifar10, "image", True, 50_000, "CIFAR-10 colour photos, 50,000 in 10 classes",
+                           _folder_where(CIFAR10.base_folder)),
+    "flowers": DatasetInfo(_load_flowers, "image", True, 3670, "TensorFlow flower_photos, 3,670 photos in 5 classes",
+                           _folder_where("flower_photos")),
     "ring": DatasetInfo(_load_toy("ring"), "points", True, TOY_POINTS, "8 Gaussians on a circle of radius 2, std 0.02"),
     "grid": DatasetInfo(_load_toy("grid"), "points", True, TOY_POINTS, "25 Gaussians on a 5x5 grid, std 0.05"),
 }  # fmt: skip

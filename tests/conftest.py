@@ -7,6 +7,11 @@ import os
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ["OMP_NUM_THREADS"] = "1"
 
+import gzip  # noqa: E402
+import struct  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
@@ -27,6 +32,18 @@ def tiny_images(size: int = 28, n: int = 64, channels: int = 1) -> Data:
     if channels == 3:
         x = x.repeat(1, 3, 1, 1)
     return Data("digits", x, digits.y[:n], 10, digits.class_names)
+
+
+def write_idx(raw: Path, images: np.ndarray, labels: np.ndarray, gz: bool = False) -> tuple[Path, Path]:
+    """A training split as MNIST-format IDX files in raw/ (torchvision's ROOT/FashionMNIST/raw layout), gzipped or
+    plain; returns the images' and labels' paths."""
+    raw.mkdir(parents=True, exist_ok=True)
+    pack, suffix = (gzip.compress, ".gz") if gz else (bytes, "")
+    n, rows, cols = images.shape
+    paths = (raw / f"train-images-idx3-ubyte{suffix}", raw / f"train-labels-idx1-ubyte{suffix}")
+    paths[0].write_bytes(pack(struct.pack(">4I", 0x803, n, rows, cols) + images.astype(np.uint8).tobytes()))
+    paths[1].write_bytes(pack(struct.pack(">2I", 0x801, len(labels)) + labels.astype(np.uint8).tobytes()))
+    return paths
 
 
 def tiny_points(n: int = 256) -> Data:

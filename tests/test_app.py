@@ -2,13 +2,15 @@
 
 from pathlib import Path
 
+import numpy as np
 import pytest
-from conftest import wait_for
+from conftest import wait_for, write_idx
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from dashboard.form import FOLDER, check
+from dashboard.form import FOLDER, UPLOAD, check
 from dashboard.registry import registry
+from gan_core import idx
 from gan_core.folder import RunFolder
 from gan_core.presets import resolve
 
@@ -58,6 +60,25 @@ def test_page_renders_with_offline_default_and_empty_monitor():
     assert at.selectbox(key="form-pytorch-mlp-dataset").value == "digits"
     assert any("No run yet" in info.value for info in at.info)
     assert not at.button(key="start").disabled
+
+
+def test_the_data_sets_found_here_come_first_and_the_others_say_they_download(tmp_path, monkeypatch):
+    monkeypatch.setattr(
+        idx, "SYSTEM_FOLDERS", {"mnist": tmp_path / "none", "fashion-mnist": tmp_path / "system"}
+    )
+    monkeypatch.setenv("GAN_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.chdir(tmp_path)
+    write_idx(
+        tmp_path / "system", np.zeros((1, 28, 28)), np.zeros(1), gz=True
+    )  # as the Debian package has it
+    (tmp_path / "data" / "cifar-10-batches-py").mkdir(parents=True)
+    at = train_page()
+    box = at.selectbox(key="form-pytorch-mlp-dataset")
+    downloads = [f"{name} — downloads on first use" for name in ("mnist", "flowers")]
+    assert box.options == ["digits", "fashion-mnist", "cifar10", "ring", "grid", *downloads, FOLDER, UPLOAD]
+    assert box.value == "digits"  # the default is unchanged
+    box.set_value("fashion-mnist").run()
+    assert not at.exception and not at.error and not at.button(key="start").disabled
 
 
 def test_start_runs_in_the_background_and_the_monitor_shows_it(runs_dir):

@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import shutil
+import struct
 import subprocess
 import sys
 import zipfile
@@ -15,10 +16,11 @@ from urllib.error import URLError
 import numpy as np
 import pytest
 import torch
+from conftest import write_idx
 from PIL import Image
 
 import gan_core.data
-from gan_core import plan
+from gan_core import idx, plan
 from gan_core.cli import main
 from gan_core.folder import RunFolder
 from gan_core.presets import resolve
@@ -105,6 +107,27 @@ def test_list_names_everything(capsys):
     out = capsys.readouterr().out
     for name in ["dcgan64", "wgan-gp", "fashion-mnist", "folder:PATH", "keras-wgan", "grid"]:
         assert name in out
+
+
+def test_list_says_which_data_sets_are_here_and_where(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(
+        idx, "SYSTEM_FOLDERS", {"mnist": tmp_path / "none", "fashion-mnist": tmp_path / "system"}
+    )
+    monkeypatch.setenv("GAN_DATA_DIR", str(tmp_path / "env"))
+    monkeypatch.chdir(tmp_path)  # no data/ here
+    write_idx(tmp_path / "system", np.zeros((1, 28, 28)), np.zeros(1), gz=True)
+    (tmp_path / "env" / "flower_photos").mkdir(parents=True)
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    section = out[out.index("data sets:") : out.index("presets:")].splitlines()[
+        1:
+    ]  # ring and grid are presets too
+    lines = {line.split()[0]: line for line in section}
+    assert lines["fashion-mnist"].endswith(f"(offline: {tmp_path / 'system'})")
+    assert lines["flowers"].endswith(f"(offline: {tmp_path / 'env' / 'flower_photos'})")
+    assert lines["digits"].endswith("(offline: built in)") and lines["grid"].endswith("(offline: built in)")
+    for name in ("mnist", "cifar10"):
+        assert lines[name].endswith("(downloads on first use)")
 
 
 def test_gan_core_never_imports_streamlit():
@@ -284,6 +307,18 @@ def test_mnist_offline_is_refused_and_leaves_no_folders(tmp_path, monkeypatch):
     )
     assert code == 2 and str(tmp_path / "data" / "MNIST" / "raw") in err and "--dataset digits" in err
     assert list(tmp_path.iterdir()) == []  # neither data/MNIST/raw nor a run folder was left behind
+
+
+def test_a_damaged_idx_file_is_one_line_exit_2_and_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(idx, "SYSTEM_FOLDERS", {name: tmp_path / "none" for name in idx.SYSTEM_FOLDERS})
+    images, _ = write_idx(tmp_path / "data" / "FashionMNIST" / "raw", np.zeros((4, 28, 28)), np.arange(4))
+    images.write_bytes(struct.pack(">I", 0x802) + images.read_bytes()[4:])  # a labels-like magic number
+    before = snapshot(tmp_path)
+    code, out, err = cli("train", "--arch", "mlp", "--dataset", "fashion-mnist", "--data-dir", tmp_path / "data",
+                         "--iterations", 2, "--device", "cpu", "--runs-dir", tmp_path / "runs")  # fmt: skip
+    assert code == 2 and out == "" and "Traceback" not in err
+    assert err == f"error: {images} is not an IDX images file: magic number 0x00000802, expected 0x00000803\n"
+    assert snapshot(tmp_path) == before and not (tmp_path / "runs").exists()
 
 
 def test_a_plan_that_fails_to_build_its_networks_fails_the_run(tmp_path, monkeypatch):

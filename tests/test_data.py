@@ -1,6 +1,8 @@
 """Tests for gan_core.data: every loader on files the test writes in the format torchvision reads; no network."""
 
+import gzip
 import pickle
+import shutil
 import struct
 from pathlib import Path
 from urllib.error import URLError
@@ -10,10 +12,20 @@ import pytest
 import torch
 import torchvision.datasets.cifar
 import torchvision.datasets.mnist
+from conftest import write_idx
 from PIL import Image
 
-from gan_core import data
-from gan_core.data import DATASETS, TOYS, DataError, dataset_kind, load_dataset, random_hflip, to_model_range
+from gan_core import data, idx
+from gan_core.data import (
+    DATASETS,
+    TOYS,
+    DataError,
+    dataset_kind,
+    load_dataset,
+    offline_source,
+    random_hflip,
+    to_model_range,
+)
 
 
 def _offline(*args, **kwargs):
@@ -26,6 +38,16 @@ def no_network(monkeypatch):
     monkeypatch.setattr(torchvision.datasets.mnist, "download_and_extract_archive", _offline)
     monkeypatch.setattr(torchvision.datasets.cifar, "download_and_extract_archive", _offline)
     monkeypatch.setattr(data, "download_and_extract_archive", _offline)
+
+
+@pytest.fixture(autouse=True)
+def no_copies_elsewhere(tmp_path, monkeypatch):
+    """Only the test's own files are found: no system package, no $GAN_DATA_DIR, the working folder tmp_path."""
+    system = {name: tmp_path / "system" / name for name in idx.SYSTEM_FOLDERS}
+    monkeypatch.setattr(idx, "SYSTEM_FOLDERS", system)
+    monkeypatch.delenv("GAN_DATA_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    return system
 
 
 # ---- digits
@@ -97,6 +119,109 @@ def test_mnist_missing_names_the_folder(tmp_path, download):
     assert "\n" not in message and "--dataset digits" in message
     if download:
         assert "offline (test)" in message
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_fashion_mnist_reads_the_training_split_alone_gzipped_or_not(tmp_path, gz):
+    images = np.arange(3 * 28 * 28).reshape(3, 28, 28) % 256
+    write_idx(tmp_path / "FashionMNIST" / "raw", images, np.array([9, 0, 3]), gz=gz)  # no t10k files
+    loaded = load_dataset("fashion-mnist", data_dir=tmp_path, download=False)
+    assert torch.equal(loaded.x[:, 0], torch.from_numpy(images).to(torch.uint8)) and loaded.y.tolist() == [
+        9,
+        0,
+        3,
+    ]
+    assert loaded.class_names[9] == "Ankle boot" and len(loaded.class_names) == 10
+
+
+def test_idx_files_are_found_in_data_dir_then_env_then_data_then_the_system(
+    tmp_path, monkeypatch, no_copies_elsewhere
+):
+    monkeypatch.setenv("GAN_DATA_DIR", str(tmp_path / "env"))
+    places = [tmp_path / "mine" / "FashionMNIST" / "raw", tmp_path / "env" / "FashionMNIST" / "raw",
+              tmp_path / "data" / "FashionMNIST" / "raw", no_copies_elsewhere["fashion-mnist"]]  # fmt: skip
+    for n, raw in enumerate(places, start=1):  # n images of label n in the n-th place
+        write_idx(raw, np.full((n, 28, 28), n), np.full(n, n), gz=n % 2 == 0)
+    for n, raw in enumerate(places, start=1):
+        assert offline_source("fashion-mnist", tmp_path / "mine") == str(raw)
+        loaded = DATASETS["fashion-mnist"].loader(28, tmp_path / "mine", False)  # the loader itself: no cache
+        assert loaded.y.tolist() == [n] * n, raw
+        shutil.rmtree(raw)
+    assert offline_source("fashion-mnist", tmp_path / "mine") is None
+
+
+def test_fashion_mnist_missing_names_the_apt_package(tmp_path, no_copies_elsewhere):
+    with pytest.raises(DataError) as caught:
+        load_dataset("fashion-mnist", data_dir=tmp_path / "mine")
+    message = str(caught.value)
+    assert "apt-get install dataset-fashion-mnist" in message and "offline (test)" in message
+    assert str(tmp_path / "mine" / "FashionMNIST" / "raw") in message and "--dataset digits" in message
+    assert str(no_copies_elsewhere["fashion-mnist"]) in message and "\n" not in message
+    with pytest.raises(DataError) as caught:
+        load_dataset("mnist", data_dir=tmp_path / "mine")
+    assert "apt-get" not in str(caught.value)  # no package installs MNIST
+
+
+def _spoil(raw: Path, kind: str) -> tuple[Path, str]:
+    """Write a training split of 20 images with one thing wrong; the file at fault and what the error says."""
+    images, labels = np.zeros((20, 28, 28)), np.arange(20) % 10
+    if kind == "labels out of range":
+        labels[3] = 10
+    image_path, label_path = write_idx(raw, images if kind != "32x32" else np.zeros((20, 32, 32)),
+                                       labels[:19] if kind == "count mismatch" else labels,
+                                       gz=kind in ("truncated gzip", "not gzip"))  # fmt: skip
+    if kind == "bad magic":
+        image_path.write_bytes(struct.pack(">I", 0x802) + image_path.read_bytes()[4:])
+        return image_path, "is not an IDX images file: magic number 0x00000802, expected 0x00000803"
+    if kind == "truncated":
+        image_path.write_bytes(image_path.read_bytes()[:-100])
+        return image_path, "is truncated: 15,596 bytes, its header [20, 28, 28] says 15,696"
+    if kind == "header only":
+        label_path.write_bytes(b"\x00\x00\x08")
+        return label_path, "is truncated: 3 bytes, shorter than its 8-byte header"
+    if kind == "truncated gzip":
+        image_path.write_bytes(image_path.read_bytes()[:-30])
+        return image_path, "is truncated: the gzip stream ends early"
+    if kind == "not gzip":
+        label_path.write_bytes(gzip.decompress(label_path.read_bytes()))
+        return label_path, "cannot be read: Not a gzipped file"
+    return {
+        "labels out of range": (label_path, "has label 10 at index 3: expected 0 to 9"),
+        "count mismatch": (label_path, f"has 19 labels but {image_path} has 20 images"),
+        "32x32": (image_path, "holds 32x32 images, expected 28x28"),
+    }[kind]
+
+
+DAMAGED = ["bad magic", "truncated", "header only", "truncated gzip", "not gzip", "labels out of range",
+           "count mismatch", "32x32"]  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", DAMAGED)
+def test_a_damaged_idx_file_is_named_with_what_is_wrong(tmp_path, kind):
+    path, what = _spoil(tmp_path / "FashionMNIST" / "raw", kind)
+    with pytest.raises(DataError) as caught:
+        load_dataset("fashion-mnist", data_dir=tmp_path)
+    assert (
+        str(caught.value).startswith(f"{path} ")
+        and what in str(caught.value)
+        and "\n" not in str(caught.value)
+    )
+
+
+def test_offline_source_says_where_each_set_is(tmp_path):
+    assert offline_source("digits", tmp_path) == offline_source("ring", tmp_path) == "built in"
+    assert all(
+        offline_source(name, tmp_path) is None for name in ("mnist", "fashion-mnist", "cifar10", "flowers")
+    )
+    write_idx(tmp_path / "MNIST" / "raw", np.zeros((1, 28, 28)), np.zeros(1), gz=True)
+    (tmp_path / "cifar-10-batches-py").mkdir()
+    (tmp_path / "flower_photos").mkdir()
+    assert offline_source("mnist", tmp_path) == str(tmp_path / "MNIST" / "raw")
+    assert offline_source("cifar10", tmp_path) == str(tmp_path / "cifar-10-batches-py")
+    assert offline_source("flowers", tmp_path) == str(tmp_path / "flower_photos")
+    assert offline_source("fashion-mnist", tmp_path) is None
+    with pytest.raises(DataError, match="unknown data set"):
+        offline_source("imagenet", tmp_path)
 
 
 # ---- cifar10
@@ -201,6 +326,15 @@ def test_empty_or_missing_folder_is_a_data_error(tmp_path):
     with pytest.raises(DataError, match="no readable image") as caught:
         load_dataset(f"folder:{tmp_path / 'empty'}")
     assert "\n" not in str(caught.value)
+
+
+def test_a_file_given_as_folder_is_called_a_file(tmp_path):
+    (tmp_path / "a.png").write_bytes(b"one image, not a folder")
+    with pytest.raises(DataError) as caught:
+        load_dataset(f"folder:{tmp_path / 'a.png'}")
+    assert str(caught.value) == (
+        f"{tmp_path / 'a.png'} is a file, not a folder: give a folder of images or of class sub-folders"
+    )
 
 
 def test_flowers_reads_extracted_folder(tmp_path):

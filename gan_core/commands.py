@@ -18,7 +18,7 @@ from .config import ConfigError, RunConfig, check_range, from_dict
 from .data import DATASETS, TOYS, offline_source
 from .driver import Driver
 from .folder import RunFolder, Status
-from .loop import TrainingLoop
+from .loop import TrainingLoop, failure_reason
 from .losses import LOSSES
 from .metrics import evaluate_sampler
 from .models import ARCHS
@@ -149,7 +149,8 @@ def drive(run: plan.RunPlan) -> Status:
         try:  # a Ctrl-C while the networks are built stops before the first iteration
             loop = TrainingLoop(run)
         except Exception as exc:  # logged, with its traceback, in events.jsonl
-            print(f"failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+            kept = run.start_iteration if run.checkpoint is not None else None
+            print(f"failed: {failure_reason(exc, run.folder.path, kept)}", file=sys.stderr)
             return Status.FAILED
         driver = Driver(loop, stop_requested=stop.is_pressed, on_boundary=progress)
         try:

@@ -82,8 +82,11 @@ class Driver:
     def close(self, error: BaseException | None = None) -> Status:
         status = self.loop.close(error)
         if self.channel is not None:
-            self.channel.close()
-            self.channel.beat(self._state, force=True)
+            try:
+                self.channel.close()
+                self.channel.beat(self._state, force=True)
+            except OSError:  # a full disk: the run's end (its status and reason) still reaches the caller
+                pass
         return status
 
     # ---- boundaries

@@ -74,7 +74,7 @@ class FolderLock:
 
 def take(path) -> FolderLock | Owner:
     """The lock at `path` for this process (created if need be), or the live holder's name when it is taken."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)  # less the umask, as every file of the run
     if not _try_lock(fd):
         holder = _read_owner(fd) or Owner(None, "", 0.0)
         os.close(fd)

@@ -6,17 +6,20 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import threading
 import time
 import traceback
 from collections.abc import Callable
 from dataclasses import asdict
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from . import storage
 from .config import Knobs
 from .export import picture
 from .folder import Status
@@ -262,12 +265,14 @@ class TrainingLoop:
         try:
             self._end(error)
         except Diverged as exc:
-            self._set_status(Status.DIVERGED, str(exc))
+            with contextlib.suppress(OSError):  # a full disk may refuse the log: the reason is still this
+                self._set_status(Status.DIVERGED, str(exc))
         except Exception as exc:  # saving failed (a full disk ...): say so
             self._fail(exc)
         finally:
             for hook in self.hooks:
-                hook.close(self)
+                with contextlib.suppress(OSError):  # a full disk ends no hook's close before the release
+                    hook.close(self)
             self.trainer.release()
             self.plan.release()
         return self.status
@@ -302,8 +307,30 @@ class TrainingLoop:
                 self._set_status(Status.STOPPED, f"stopped at iteration {self.iteration}")
 
     def _fail(self, exc: BaseException) -> None:
-        self._set_status(Status.FAILED, f"{type(exc).__name__}: {exc}")
-        self.folder.log("traceback", self.iteration, text="".join(traceback.format_exception(exc)))
+        """Failed, with the reason; events.jsonl also gets the traceback, where the disk still takes it."""
+        try:
+            self._set_status(Status.FAILED, failure_reason(exc, self.folder.path, self.last_saved))
+            self.folder.log("traceback", self.iteration, text="".join(traceback.format_exception(exc)))
+        except OSError:  # a full disk: the status holds the reason, for the caller to show
+            pass
+
+
+def failure_reason(exc: BaseException, run_dir: Path | None = None, kept: int | None = None) -> str:
+    """Why a run failed, in a line. A full disk says which folder, about how much the write needed, what is kept
+    (`kept`: the last good checkpoint's iteration) and how to go on: torch's own text for it ('[enforce fail at
+    inline_container.cc:...] unexpected pos ...') says none of that."""
+    full = storage.full_error(exc)
+    if full is None:
+        return f"{type(exc).__name__}: {exc}"
+    if isinstance(full, storage.DiskFull):
+        where = full.describe(run_dir)
+    else:  # written outside storage's writers (TensorBoard's event files ...)
+        where = f"no space left on the device{f' writing {full.filename}' if full.filename else ''}"
+    if kept is None or run_dir is None:
+        return f"disk full: {where}; no checkpoint had been written yet: free space and start the run again"
+    resume = f"python -m gan_core train --resume {shlex.quote(str(Path(run_dir).absolute()))}"
+    return (f"disk full: {where}; the last good checkpoint (iteration {kept}) is kept; free space and run "
+            f"`{resume}` to continue")  # fmt: skip
 
 
 # ---- the hooks every loop has

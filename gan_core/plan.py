@@ -5,6 +5,7 @@ Every check comes before the first file is written, so a refused start or resume
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -62,11 +63,23 @@ def new_run(
     check_data(config, data.facts)
     folder = RunFolder.create(root, name)
     lock = folder.lock()
-    folder.write_config(config, knobs)
-    folder.log(
-        "start", 0, device=str(device), samples=len(data), skipped=data.skipped, processes=config.nproc
-    )
+    with _released_on_error(lock):
+        folder.write_config(config, knobs)
+        folder.log(
+            "start", 0, device=str(device), samples=len(data), skipped=data.skipped, processes=config.nproc
+        )
     return RunPlan(folder, config, knobs, data, lock)
+
+
+@contextlib.contextmanager
+def _released_on_error(lock: FolderLock):
+    """A write that fails (a full disk) leaves the folder unlocked: a long-lived process (the app) would otherwise
+    hold it until it exits, and refuse its own resume."""
+    try:
+        yield
+    except BaseException:
+        lock.release()
+        raise
 
 
 def resume(
@@ -105,14 +118,15 @@ def resume(
     check_data(config, data.facts)
     _check_fits(checkpoint, data, folder)
     lock = folder.lock()
-    if note:  # resuming from previous.pt: the damaged last.pt must not become the next previous.pt
-        folder.set_aside_damaged()
-    folder.drop_checkpoints_after(done)
-    notes = (note,) if note else ()
-    if lock.stale is not None:
-        notes += (f"took over the folder's lock from {lock.stale}, which ended without releasing it",)
-    folder.write_config(config, start_knobs)
-    folder.log("resume", done, from_iteration=done, device=str(device), notes=list(notes))
+    with _released_on_error(lock):
+        if note:  # resuming from previous.pt: the damaged last.pt must not become the next previous.pt
+            folder.set_aside_damaged()
+        folder.drop_checkpoints_after(done)
+        notes = (note,) if note else ()
+        if lock.stale is not None:
+            notes += (f"took over the folder's lock from {lock.stale}, which ended without releasing it",)
+        folder.write_config(config, start_knobs)
+        folder.log("resume", done, from_iteration=done, device=str(device), notes=list(notes))
     return RunPlan(folder, config, knobs, data, lock, checkpoint, notes)
 
 
@@ -171,12 +185,14 @@ def branch(
     _check_fits(checkpoint, data, parent)
     plan = new_run(config, knobs, runs_dir or parent.path.parent, name or f"{parent.name}-at-{at}", data)
     plan.checkpoint = checkpoint
-    plan.folder.write_config(config, knobs_at(parent, 1))  # its knobs' history is the parent's, then changed
-    _inherit(plan.folder, parent, at)
-    changed = {k: v for k, v in asdict(knobs).items() if getattr(start, k) != v}
-    plan.folder.log("branch", at, of=str(parent.path.resolve()), settings=settings, knobs=changed)
-    if changed:  # marked on the curves, and repeated by a replay, as a change made by hand at that point
-        plan.folder.log("knobs", at + 1, changes=changed)
+    with _released_on_error(plan.lock):
+        # its knobs' history is the parent's, then changed
+        plan.folder.write_config(config, knobs_at(parent, 1))
+        _inherit(plan.folder, parent, at)
+        changed = {k: v for k, v in asdict(knobs).items() if getattr(start, k) != v}
+        plan.folder.log("branch", at, of=str(parent.path.resolve()), settings=settings, knobs=changed)
+        if changed:  # marked on the curves, and repeated by a replay, as a change made by hand at that point
+            plan.folder.log("knobs", at + 1, changes=changed)
     return plan
 
 

@@ -23,7 +23,7 @@ from .data import Data
 from .driver import Command, Driver
 from .folder import Status
 from .history import COLUMNS, History
-from .loop import TrainingLoop
+from .loop import TrainingLoop, failure_reason
 from .plan import RunPlan
 from .recorder import QUALITY_TABLE
 from .trainer import device_label, resolve_device
@@ -194,7 +194,8 @@ class Run:
         try:
             loop = self._loop = TrainingLoop(self.plan)
         except BaseException as exc:  # logged by the loop; shown here
-            self._ended = (Status.FAILED, f"{type(exc).__name__}: {exc}")
+            kept = self.plan.start_iteration if self.plan.checkpoint is not None else None
+            self._ended = (Status.FAILED, failure_reason(exc, self.plan.folder.path, kept))
             self._done.set()
             return
         driver, error = Driver(loop, inbox=self._commands, stop_requested=self._stop_requested), None

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
 import io
 import json
 import os
+import secrets
 import shutil
-import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -26,28 +29,47 @@ def timestamp_name(*parts: str | None) -> str:
 # ---- atomic files
 
 
-def _atomic(path: Path, write) -> None:
-    """Write through a temporary sibling and a rename, so readers never see half a file."""
+def _atomic(path: Path, write, needed: int | Callable[[], int] | None = None) -> None:
+    """Write through a temporary sibling and a rename, so readers never see half a file. `needed`: about how many
+    bytes it takes (or a function that says, called only then), for the message when the disk is full (DiskFull)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _temporary(path)
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with open(fd, "wb") as fh:
             write(fh)
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)  # first: what it took is free again when the message measures the room
+        full = disk_full(exc, path, needed() if callable(needed) else needed)
+        if full is None:
+            raise
+        raise full from exc
+
+
+def _temporary(path: Path) -> tuple[int, Path]:
+    """A new temporary sibling of `path`, open for writing. Created as any file is, 0o666 less the umask (0644
+    under the usual 022), never tempfile.mkstemp's 0600: a teammate, TensorBoard or an app running as another
+    user reads the run. The kernel applies the umask: nothing reads it (os.umask would change it process-wide)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temporary name", str(path))
 
 
 def atomic_write(path: Path, data: bytes | str) -> None:
-    _atomic(Path(path), lambda fh: fh.write(data.encode() if isinstance(data, str) else data))
+    data = data.encode() if isinstance(data, str) else data
+    _atomic(Path(path), lambda fh: fh.write(data), len(data))
 
 
 def atomic_save(path: Path, state: dict) -> None:
     """torch.save, atomically."""
     import torch  # here, not at the top: reading a run folder (`status`, `control`) needs no torch
 
-    _atomic(Path(path), lambda fh: torch.save(state, fh))
+    _atomic(Path(path), lambda fh: torch.save(state, fh), lambda: _tensor_bytes(state))
 
 
 def atomic_copy(source: Path, path: Path) -> None:
@@ -61,7 +83,89 @@ def atomic_copy(source: Path, path: Path) -> None:
     except OSError:
         link.unlink(missing_ok=True)
         with open(source, "rb") as src:
-            _atomic(Path(path), lambda fh: shutil.copyfileobj(src, fh))
+            _atomic(Path(path), lambda fh: shutil.copyfileobj(src, fh), os.fstat(src.fileno()).st_size)
+
+
+def _tensor_bytes(value) -> int:
+    """The bytes of the tensors in a nest of dicts, lists and tuples: about the size torch.save writes."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return value.untyped_storage().nbytes()
+    if isinstance(value, dict):
+        return sum(_tensor_bytes(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in value)
+    return 0
+
+
+# ---- a full disk
+
+
+class DiskFull(OSError):
+    """A write that found no room (ENOSPC, or over a quota): the file, about how many bytes it needed, how many
+    were free after its partial file was removed. The file keeps its previous, complete content."""
+
+    def __init__(self, path: Path, needed: int | None, free: int | None):
+        self.path, self.needed, self.free = Path(path), needed, free
+        super().__init__(errno.ENOSPC, f"disk full: {self.describe()}")  # strerror: what the CLI's line shows
+
+    def describe(self, root: Path | None = None) -> str:
+        """'no space left in DIR (writing NAME needed about 5.4 MB, 1.2 MB free)', NAME relative to `root`."""
+        path = self.path.absolute()
+        inside = root is not None and path.is_relative_to(Path(root).absolute())
+        name = path.relative_to(Path(root).absolute()) if inside else path.name
+        needed = f" needed about {format_bytes(self.needed)}" if self.needed else ""
+        free = f", {format_bytes(self.free)} free" if self.free is not None else ""
+        return f"no space left in {path.parent} (writing {name}{needed}{free})"
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
+FULL_ERRNOS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def disk_full(exc: BaseException, path: Path, needed: int | None = None) -> DiskFull | None:
+    """`exc`, raised writing `path`, as a DiskFull when it says the disk is full. torch.save wraps the OSError in
+    a RuntimeError of its own ('[enforce fail at inline_container.cc:...] unexpected pos ...'): the chain of
+    causes is searched, and a RuntimeError with less room left than the write needed counts too."""
+    found = full_error(exc)
+    if isinstance(found, DiskFull):
+        return found
+    free = _free(path.parent)
+    short = isinstance(exc, RuntimeError) and needed and free is not None and free < needed
+    if found is None and not short:
+        return None
+    return DiskFull(path, needed, free)
+
+
+def full_error(exc: BaseException | None) -> OSError | None:
+    """The error in `exc`'s chain of causes that says the disk is full (a DiskFull first), if any."""
+    seen, found = set(), None
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, DiskFull):
+            return exc
+        if found is None and isinstance(exc, OSError) and exc.errno in FULL_ERRNOS:
+            found = exc
+        exc = exc.__cause__ or exc.__context__
+    return found
+
+
+def _free(folder: Path) -> int | None:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
+def format_bytes(n: int) -> str:
+    """5.4 MB, 812 kB, 96 B (decimal units, as df -H and file managers show them)."""
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}" if n < 100 * size else f"{n / size:.0f} {unit}"
+    return f"{n} B"
 
 
 def load_tensors(path: Path, device="cpu"):
@@ -80,8 +184,7 @@ def write_table(path: Path, columns, rows: np.ndarray, append: bool = True) -> N
     writer = csv.writer(text, lineterminator="\n")
     if append and path.exists():
         writer.writerows([_cell(v) for v in row] for row in rows)
-        with open(path, "a") as fh:
-            fh.write(text.getvalue())
+        _append(path, text.getvalue().encode())
         return
     writer.writerow(columns)
     writer.writerows([_cell(v) for v in row] for row in rows)
@@ -133,8 +236,28 @@ def last_row(path: Path) -> dict[str, float]:
 
 
 def append_jsonl(path: Path, record: dict) -> None:
-    with open(path, "a") as fh:
-        fh.write(json.dumps(record) + "\n")
+    _append(Path(path), (json.dumps(record) + "\n").encode())
+
+
+def _append(path: Path, data: bytes) -> None:
+    """Add `data` at the file's end. A full disk leaves no part of it behind (the file is cut back to where it
+    ended) and raises DiskFull."""
+    try:
+        with open(path, "ab", buffering=0) as fh:
+            start = fh.seek(0, os.SEEK_END)
+            try:
+                view = memoryview(data)
+                while view:  # an unbuffered write may take part of it
+                    view = view[fh.write(view) :]
+            except OSError:
+                with contextlib.suppress(OSError):
+                    fh.truncate(start)
+                raise
+    except OSError as exc:
+        full = disk_full(exc, path, len(data))
+        if full is None:
+            raise
+        raise full from exc
 
 
 def read_jsonl(path: Path) -> list[dict]:

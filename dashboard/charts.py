@@ -6,8 +6,10 @@ import numpy as np
 import plotly.graph_objects as go
 
 from gan_core.history import downsample
+from gan_core.milestone import Mark
 
 GENERATOR, DISCRIMINATOR = "#0072BD", "#D95319"  # MATLAB's first two line colours
+RECOGNISABLE = "#2E8B57"  # the mark where the samples first became recognisable
 MAX_POINTS = 2000
 HEIGHT = 340  # the score panel and the Pause/Step/Stop row stand as tall as the grid beside them
 
@@ -40,6 +42,32 @@ def _mark_changes(fig: go.Figure, events, limit: int = 30) -> None:
         fig.add_annotation(x=event["iteration"], y=1, yref="paper", text=knob_label(event), showarrow=False,
                            xanchor="left", yanchor="bottom", bgcolor="rgba(255,255,255,0.8)",
                            font=dict(size=10, color="#444"))  # fmt: skip
+
+
+def duration(seconds: float) -> str:
+    """'41 s', '12 min', '2.5 h': a run's training time, short enough to read out."""
+    if not np.isfinite(seconds):
+        return "? s"
+    if seconds < 100:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 6000 else f"{seconds / 3600:.1f} h"
+
+
+def mark_label(mark: Mark, since: bool = False) -> str:
+    """'recognisable at 1,234 (41 s)'; since: 'recognisable from iteration 1,234 (41 s)'. On a 2-D toy the mark
+    is every mode captured: 'all 8 modes at ...'."""
+    what = "recognisable" if mark.modes_total is None else f"all {mark.modes_total} modes"
+    return f"{what} {'from iteration' if since else 'at'} {mark.iteration:,} ({duration(mark.elapsed_s)})"
+
+
+def mark_recognisable(fig: go.Figure, mark: Mark | None) -> go.Figure:
+    """A solid line, labelled at the foot of the chart, where the samples first became recognisable."""
+    if mark is not None:
+        fig.add_vline(x=mark.iteration, line=dict(color=RECOGNISABLE, width=2))
+        fig.add_annotation(x=mark.iteration, y=0, yref="paper", text=mark_label(mark), showarrow=False,
+                           xanchor="left", yanchor="bottom", bgcolor="rgba(255,255,255,0.8)",
+                           font=dict(size=11, color=RECOGNISABLE))  # fmt: skip
+    return fig
 
 
 def scores_figure(history: dict, events=()) -> go.Figure:

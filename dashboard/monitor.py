@@ -74,7 +74,8 @@ def _build(snap: Snapshot, name: str):
         return charts.lines_figure(h, {"lr_g": "lr G", "lr_d": "lr D"}, "Learning rate", ev, log=True)
     if name in QUALITY_CHARTS:
         _, columns, y_title = QUALITY_CHARTS[name]
-        return charts.lines_figure(snap.quality, columns, y_title, ev)
+        chart = charts.lines_figure(snap.quality, columns, y_title, ev)
+        return charts.mark_recognisable(chart, snap.recognisable)
     if name == "wasserstein":
         return charts.lines_figure(h, {"wasserstein": "Wasserstein estimate"}, "Estimate", ev)
     return charts.lines_figure(h, {"images_per_s": "images/s"}, "Images per second")
@@ -84,7 +85,8 @@ def figure(snap: Snapshot, name: str):
     """The named chart, shared by every tab: rebuilt when its data changed, at most once a second while it
     trains (a knob change or a new status shows at once)."""
     key = (str(snap.run_dir), name)
-    data_key = (len(snap.history["iteration"]), len(snap.quality["iteration"]), len(snap.events), snap.status)
+    data_key = (len(snap.history["iteration"]), len(snap.quality["iteration"]), len(snap.events), snap.status,
+                snap.recognisable)  # fmt: skip
     with _figures_lock:
         cached = _figures.get(key)
         recent = cached is not None and time.monotonic() - cached[1] < REFRESH_SECONDS
@@ -140,17 +142,23 @@ def draw_monitor() -> None:
             draw_hints(snap)
             return
         draw_buttons(run, snap)
+    st.progress(min(1.0, snap.iteration / snap.target), text=progress_text(snap))
+    draw_controls(run, snap)
+    draw_hints(snap)
+    draw_more_charts(snap)
+
+
+def progress_text(snap: Snapshot) -> str:
+    """The line under the monitor: how far, how fast, the batch, where it trains, a branch's parent and branch
+    point, and the iteration from which its samples are recognisable (for a speaker to point at)."""
     config = snap.config
     batch = f"batch {config.batch_size} x {config.nproc} processes = {config.batch_size * config.nproc}" if (
         config.nproc > 1) else f"batch {config.batch_size}"  # fmt: skip
     origin = (f" · branch of {Path(config.parent).name} at {config.branched_at:,}"
               if config.parent is not None else "")  # fmt: skip
-    st.progress(min(1.0, snap.iteration / snap.target),
-                text=f"{snap.iteration:,} / {snap.target:,} iterations · {snap.images_per_s:,.0f} images/s · {batch} "
-                f"· {snap.device}{origin}")  # fmt: skip
-    draw_controls(run, snap)
-    draw_hints(snap)
-    draw_more_charts(snap)
+    mark = f" · {charts.mark_label(snap.recognisable, since=True)}" if snap.recognisable is not None else ""
+    return (f"{snap.iteration:,} / {snap.target:,} iterations · {snap.images_per_s:,.0f} images/s · {batch} "
+            f"· {snap.device}{origin}{mark}")  # fmt: skip
 
 
 def draw_status(snap: Snapshot) -> None:

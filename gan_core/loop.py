@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from . import storage
+from . import milestone, storage
 from .config import Knobs
 from .export import picture
 from .folder import Status
@@ -384,7 +384,8 @@ class CheckpointHook(Hook):
 
 
 class QualityHook(Hook):
-    """Sample-quality metrics every so often, within a budget of the training thread's CPU time.
+    """Sample-quality metrics every so often, within a budget of the training thread's CPU time; the first
+    measurement that reaches the recognisable mark (gan_core.milestone) is logged, once per run.
 
     An image data set's classifier is loaded from its cache on the training thread itself, when the first
     measurement is due (about a second, charged to the budget). Only when it has never been trained on this
@@ -398,6 +399,7 @@ class QualityHook(Hook):
         self.note: str | None = self.monitor.note  # why there are no quality metrics, if there are none
         self._stop, self._thread = threading.Event(), None
         self._folder, self._iteration = loop.folder, loop.iteration
+        self.mark = milestone.find(loop.folder.read_events())  # resumed or branched: it may have one already
         # The budget counts CPU time of the thread that steps the loop: time paused, stopped or lent to other
         # processes neither earns measurements nor is charged for them.
         self._cpu_started = time.thread_time()
@@ -434,7 +436,14 @@ class QualityHook(Hook):
                 self._unavailable(exc)
                 return
         if self.monitor.ready:
-            loop.recorder.add_quality(step.iteration, self.monitor.measure(loop.trainer.generator))
+            values = self.monitor.measure(loop.trainer.generator)
+            loop.recorder.add_quality(step.iteration, values)
+            self._mark(loop, step.iteration, values)
+
+    def _mark(self, loop: TrainingLoop, iteration: int, values: dict[str, float]) -> None:
+        detail = None if self.mark is not None else self.monitor.reached(values)
+        if detail is not None:
+            self.mark = milestone.log(loop.folder, iteration, loop.recorder.elapsed_now(), detail)
 
     def close(self, loop: TrainingLoop) -> None:
         self._stop.set()  # a classifier still training for this run stops, and is waited for

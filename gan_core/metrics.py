@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import milestone
 from .config import ConfigError
 from .data import TOYS, Data, load_dataset, to_model_range
 from .feature_metrics import kernel_inception_distance, knn_radii, prdc
@@ -168,6 +169,7 @@ class ImageEvaluator:
     real_diversity: float
     fd_floor: float  # FD between the held-out real images and the train split: what "as good as real" scores
     kid_floor: float  # KID between the held-out real images and the reference: the same for KID
+    real_recognisable: float  # the held-out real images' recognisable share: milestone's reference
     num_classes: int
     reference: Tensor  # (R, 128) features of a fixed subset of the train split: PRDC's and KID's real set
     reference_radii: Tensor  # (R,) their k-NN radii, computed once
@@ -180,12 +182,12 @@ class ImageEvaluator:
         Precision, recall, density, coverage and KID use as many samples as the reference has real images."""
         features, probs = self.features(images)
         compared = features[: len(self.reference)]
-        confidence, predicted = probs.max(1)
+        predicted = probs.max(1).indices
         share = torch.bincount(predicted, minlength=self.num_classes).float() / len(predicted)
         entropy = -(share[share > 0] * share[share > 0].log()).sum() / math.log(max(2, self.num_classes))
         return {
             "fd": frechet_distance(gaussian(features), self.real),
-            "recognisable": float((confidence >= RECOGNISABLE_PROB).float().mean()),
+            "recognisable": recognisable_share(probs),
             "class_coverage": float((share >= 0.01).sum()),
             "class_entropy": float(entropy),
             "max_class_share": float(share.max()),
@@ -196,6 +198,11 @@ class ImageEvaluator:
             **prdc(self.reference, compared, self.reference_radii),
             "kid": kernel_inception_distance(self.reference, compared),
         }
+
+
+def recognisable_share(probs: Tensor) -> float:
+    """The share of images whose top class probability is at least RECOGNISABLE_PROB; probs (N, classes)."""
+    return float((probs.max(1).values >= RECOGNISABLE_PROB).float().mean())
 
 
 @torch.no_grad()
@@ -221,12 +228,14 @@ def image_evaluator(
     classifier, acc = load_or_train_classifier(data, device, data_dir, stop)
     train_idx, test_idx = _split(data)
     train_features, _ = classifier_features(classifier, to_model_range(data.x[train_idx[:5000]].to(device)))
-    test_features, _ = classifier_features(classifier, to_model_range(data.x[test_idx[:samples]].to(device)))
+    held_out = to_model_range(data.x[test_idx[:samples]].to(device))
+    test_features, test_probs = classifier_features(classifier, held_out)
     real, reference = gaussian(train_features), train_features[:samples]
     return ImageEvaluator(
         classifier, acc, real, real_diversity=diversity(train_features),
         fd_floor=frechet_distance(gaussian(test_features), real),
         kid_floor=kernel_inception_distance(reference, test_features),  # imports torchmetrics here, once
+        real_recognisable=recognisable_share(test_probs),
         num_classes=data.num_classes, reference=reference, reference_radii=knn_radii(reference),
     )  # fmt: skip
 
@@ -234,7 +243,7 @@ def image_evaluator(
 def evaluate_sampler(sampler: Sampler, device: torch.device, n: int = 2000, fid: bool = False) -> dict:
     """`evaluate`'s protocol on a saved run's generator: 2,500 points on the toys; on labelled images, n samples
     (latent seed 1) against the data set's classifier, with the FD and KID of held-out real images as
-    floors."""
+    floors and their recognisable share beside the samples'."""
     config = sampler.config
     result: dict = {"iteration": sampler.iteration}
     if config.dataset in TOYS:
@@ -254,6 +263,7 @@ def evaluate_sampler(sampler: Sampler, device: torch.device, n: int = 2000, fid:
     samples = generate(sampler, z, labels)
     result |= evaluator(samples.to(device), labels)
     result |= {"fd_real_floor": evaluator.fd_floor, "kid_real_floor": evaluator.kid_floor,
+               "recognisable_real": evaluator.real_recognisable,
                "classifier_accuracy": evaluator.classifier_accuracy}  # fmt: skip
     if fid:
         result["inception_fid"] = inception_fid(data.x[:n], samples, device)
@@ -352,6 +362,12 @@ class QualityMonitor:
         self.cost = time.thread_time() - began
         self.spent += self.cost
         return result
+
+    def reached(self, values: dict[str, float]) -> dict | None:
+        """The fields of the run's recognisable mark when these metrics reach it (milestone.reached), else None."""
+        if self.kind == "toy":
+            return milestone.reached(values, modes_total=len(TOYS[self.data.name][0]))
+        return milestone.reached(values, real=self.evaluator.real_recognisable)
 
     def _label_parts(self):
         return self.labels.split(500) if self.labels is not None else [None] * len(self.z.split(500))

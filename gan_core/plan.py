@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import storage
+from . import milestone, storage
 from .config import ConfigError, Knobs, RunConfig, from_dict
 from .data import Data, load_dataset
 from .folder import FolderLock, FollowerFolder, RunFolder, RunLocked
@@ -202,13 +202,17 @@ def branch_target(iterations: int, at: int) -> int:
 
 
 def _inherit(folder: RunFolder, parent: RunFolder, iteration: int) -> None:
-    """A branch's history up to its branch point is its parent's: metrics rows, knob changes and grids."""
+    """A branch's history up to its branch point is its parent's: metrics rows, knob changes, grids and the
+    recognisable mark."""
     columns, rows = parent.read_metrics()
     if "iteration" in columns:
         folder.write_metrics(columns, rows[rows[:, columns.index("iteration")] <= iteration], append=False)
     for it, changes in sorted(knob_schedule(parent.read_events()).items()):
         if 1 < it <= iteration:  # (changes at iteration 1 are in the parent's starting knobs)
             folder.log("knobs", it, changes=changes)
+    mark = milestone.find(parent.read_events())
+    if mark is not None and mark.iteration <= iteration:
+        milestone.log(folder, mark.iteration, mark.elapsed_s, mark.detail)
     for it, path in parent.grids():
         if it <= iteration:
             storage.atomic_copy(path, folder.grid_path(it))

@@ -55,6 +55,10 @@ class Recorder:
         self._t0 = self._t_flush = time.monotonic()
         self._elapsed_base = float(self.history.last().get("elapsed_s", 0.0))
 
+    def elapsed_now(self) -> float:
+        """The run's elapsed time now, as the next row counts it (pauses left out)."""
+        return self._elapsed_base + (time.monotonic() - self._t0)
+
     def skip_time(self, seconds: float) -> None:
         """Leave a pause out of the elapsed time and the images/s rate."""
         self._t0 += seconds

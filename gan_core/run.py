@@ -24,6 +24,7 @@ from .driver import Command, Driver
 from .folder import Status
 from .history import COLUMNS, History
 from .loop import TrainingLoop, failure_reason
+from .milestone import Mark
 from .plan import RunPlan
 from .recorder import QUALITY_TABLE
 from .trainer import device_label, resolve_device
@@ -60,7 +61,8 @@ class Snapshot:
     points: dict | None  # 2-D data: real, fake (n, 2), field (s, s) of D's probability, bounds
     quality_note: str | None  # why quality metrics are absent, if they are
     num_classes: int
-    events: tuple[dict, ...]
+    events: tuple[dict, ...]  # knob changes, as logged
+    recognisable: Mark | None = None  # where the samples first became recognisable (gan_core.milestone)
 
     @property
     def active(self) -> bool:
@@ -184,6 +186,7 @@ class Run:
             quality=quality.view(), grid=grid.image if grid else None, grid_iteration=grid.iteration if grid else 0,
             points=grid.points if grid else None, quality_note=loop.quality.note if loop is not None else None,
             num_classes=self.data.num_classes, events=loop.events if loop is not None else (),
+            recognisable=loop.quality.mark if loop is not None else None,
         )  # fmt: skip
 
     # ---- the training thread

@@ -17,6 +17,7 @@ from PIL import Image
 from .config import ConfigError, Knobs, RunConfig
 from .folder import RunFolder, Status
 from .history import COLUMNS, History
+from .milestone import Mark, follow
 from .recorder import QUALITY_TABLE
 from .run import Snapshot
 
@@ -98,6 +99,7 @@ class FolderRun:
         self._grid: tuple[int, np.ndarray | None] = (0, None)
         self._quality_note: str | None = None
         self._knob_events: tuple[dict, ...] = ()
+        self._mark: Mark | None = None
         self._status: tuple[Status | None, str] = (None, "")
         self._device = ""
         self._knobs = Knobs()
@@ -148,13 +150,15 @@ class FolderRun:
     def _read_events(self) -> None:
         text, again = self._events_tail.read()
         if again:
-            self._knob_events, self._status, self._quality_note = (), (None, ""), None
+            self._knob_events, self._status, self._quality_note, self._mark = (), (None, ""), None, None
         for line in text.splitlines():
             try:
                 event = json.loads(line)
             except ValueError:
                 continue
-            kind = event.get("event") if isinstance(event, dict) else None
+            if not isinstance(event, dict):
+                continue
+            kind, self._mark = event.get("event"), follow(self._mark, event)
             if kind == "knobs":
                 self._knob_events += (event,)
             elif kind == "status" and event.get("status") in Status._value2member_map_:
@@ -229,6 +233,7 @@ class FolderRun:
             config=config, knobs=knobs, run_dir=self.run_dir, device=self._where(beat), history=self.history.view(),
             quality=self.quality.view(), grid=grid, grid_iteration=grid_iteration, points=None,
             quality_note=self._quality_note, num_classes=int(beat.get("num_classes", 10)), events=self._knob_events,
+            recognisable=self._mark,
         )  # fmt: skip
 
     def _latest_knobs(self, knobs: Knobs) -> Knobs:

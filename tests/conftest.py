@@ -78,3 +78,18 @@ def fresh_registry(runs_dir):
 @pytest.fixture(autouse=True)
 def _few_threads():
     torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory):
+    """A data folder whose classifiers/ caches the digits classifier once `digits_evaluator` has trained it."""
+    return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture(scope="session")
+def digits_evaluator(data_dir):
+    """The digits classifier's evaluator (trained once a session, about 15 s on a CPU) and the digits."""
+    from gan_core.metrics import image_evaluator
+
+    digits = load_dataset("digits", 28)
+    return image_evaluator(digits, torch.device("cpu"), data_dir, samples=300), digits

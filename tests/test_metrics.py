@@ -8,18 +8,16 @@ import pytest
 import torch
 from conftest import tiny_points, wait_for
 
-from gan_core.data import TOYS, load_dataset, to_model_range
+from gan_core.data import TOYS, to_model_range
 from gan_core.feature_metrics import kernel_inception_distance, knn_radii, prdc
 from gan_core.folder import RunFolder
 from gan_core.hints import quality_hints
 from gan_core.loop import TrainingLoop
 from gan_core.metrics import (
-    ImageEvaluator,
     _split,
     evaluate_sampler,
     frechet_distance,
     gaussian,
-    image_evaluator,
     toy_metrics,
 )
 from gan_core.plan import new_run
@@ -123,15 +121,7 @@ def test_kid_is_the_unbiased_mmd_of_the_cubic_kernel_on_whole_sets_and_leaves_th
 # ---- the classifier's feature space
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("data")
-
-
-@pytest.fixture(scope="module")
-def digits_evaluator(data_dir) -> tuple[ImageEvaluator, object]:
-    digits = load_dataset("digits", 28)
-    return image_evaluator(digits, torch.device("cpu"), data_dir, samples=300), digits
+# data_dir, digits_evaluator: conftest's (the classifier trained once a session)
 
 
 def test_classifier_learns_digits_and_real_images_score_as_real(digits_evaluator):

@@ -13,7 +13,7 @@ import torch
 from gan_core import ARCHS, DATASETS, LOSSES, PRESETS, ConfigError, DataError, Knobs, RunConfig, resolve
 from gan_core.config import AUGMENTS, LR_SCHEDULES, OPTIMIZERS
 from gan_core.data import DataFacts, data_facts, offline_source
-from gan_core.presets import check_data, preset_settings
+from gan_core.presets import DEMO_SUFFIX, check_data, demo_variant, preset_settings
 from gan_core.storage import runs_root
 from gan_core.trainer import available_devices, device_label, resolve_device
 
@@ -56,10 +56,7 @@ def device_options() -> dict[str, str]:
 
 def config_ui() -> FormResult:
     """Draw the form; return the checked config and knobs, or the errors to show beside the widgets."""
-    preset = st.selectbox(
-        "Preset", [CUSTOM, *PRESETS], index=1 + list(PRESETS).index(DEFAULT_PRESET), key="form-preset",
-        format_func=lambda p: p if p == CUSTOM else f"{p} — {PRESETS[p]['description']}",
-    )  # fmt: skip
+    preset = preset_ui()
     s = form_settings(preset)
     k = f"form-{preset}-"  # widget keys per preset: choosing a preset resets the widgets to its values
     values: dict = {"preset": None if preset == CUSTOM else preset}
@@ -102,6 +99,19 @@ def config_ui() -> FormResult:
         if group in result.errors:
             slot.error(result.errors[group])
     return result
+
+
+def preset_ui() -> str:
+    """The preset chosen, or its demo setting when the toggle beside it is on (demo settings are not listed)."""
+    names = [CUSTOM, *(p for p in PRESETS if not p.endswith(DEMO_SUFFIX))]
+    c1, c2 = st.columns([4, 1], vertical_alignment="bottom")
+    preset = c1.selectbox("Preset", names, index=names.index(DEFAULT_PRESET), key="form-preset",
+                          format_func=lambda p: p if p == CUSTOM else f"{p} — {PRESETS[p]['description']}")  # fmt: skip
+    demo = demo_variant(preset) if preset != CUSTOM else None
+    on = c2.toggle("Demo setting", key="form-demo", disabled=demo is None,
+                   help="Recognisable samples within a minute of Start on a laptop's CPU: "
+                   + (PRESETS[demo]["description"].split(": ", 1)[1] if demo else "this preset has none."))  # fmt: skip
+    return demo if on and demo else preset
 
 
 def more_ui(values: dict, s: dict, k: str) -> None:

@@ -280,3 +280,22 @@ def test_the_scrub_slider_goes_back_through_saved_grids_and_follows_the_run_at_i
     assert '"x0":20' in shapes.replace(" ", "")  # the curves mark the iteration shown
     at.select_slider(key="scrub-scrub").set_value(40).run()
     assert at.get("image")[0].proto.imgs[0].caption == "Generated Images (iteration 40)"
+
+
+def test_the_demo_setting_is_one_toggle_away_and_reaches_the_run(runs_dir):
+    at = train_page()
+    at.selectbox(key="form-preset").set_value("ring").run()
+    assert at.toggle(key="form-demo").disabled  # no demo setting: the toggle says so and does nothing
+    at.selectbox(key="form-preset").set_value("pytorch-mlp").run()
+    toggle = at.toggle(key="form-demo")
+    assert not toggle.value and not toggle.disabled  # the default preset has a demo setting
+    assert "pytorch-mlp-demo" not in at.selectbox(key="form-preset").options  # offered by the toggle alone
+    toggle.set_value(True).run()
+    demo = resolve("pytorch-mlp-demo")[0]
+    assert at.number_input(key="form-pytorch-mlp-demo-lr_g").value == 5e-4  # the widgets show its settings
+    assert at.number_input(key="form-pytorch-mlp-demo-width").value == demo.width
+    at.number_input(key="form-pytorch-mlp-demo-its").set_value(5).run()
+    at.button(key="start").click().run()
+    run = registry().active_run()
+    assert run is not None and run.wait(60) and run.status == "finished"
+    assert run.config.preset == "pytorch-mlp-demo" and run.config.pack == demo.pack == 2

@@ -136,6 +136,8 @@ def draw_monitor() -> None:
             scores = go.Figure(scores).add_vline(x=shown, line=dict(color="#444", width=2))
         st.plotly_chart(scores, key="scores", config={"displaylogo": False})
         if presenting:
+            if snap.recognisable is not None:  # the progress line names it; presenting, it stands here
+                st.caption(mark_caption(snap))
             with st.popover("Controls: knobs, pause, step, stop", width="stretch"):
                 draw_buttons(run, snap)
                 draw_controls(run, snap)
@@ -159,6 +161,12 @@ def progress_text(snap: Snapshot) -> str:
     mark = f" · {charts.mark_label(snap.recognisable, since=True)}" if snap.recognisable is not None else ""
     return (f"{snap.iteration:,} / {snap.target:,} iterations · {snap.images_per_s:,.0f} images/s · {batch} "
             f"· {snap.device}{origin}{mark}")  # fmt: skip
+
+
+def mark_caption(snap: Snapshot) -> str:
+    """Presentation view's line under the curves: 'Recognisable from iteration 1,234 (41 s)'."""
+    label = charts.mark_label(snap.recognisable, since=True)
+    return label[0].upper() + label[1:]
 
 
 def draw_status(snap: Snapshot) -> None:

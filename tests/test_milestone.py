@@ -191,3 +191,26 @@ def test_the_monitor_marks_the_iteration_on_its_progress_line_and_quality_chart(
                if spec["data"][0]["name"] == "recognisable"]  # fmt: skip
     assert [(shape["x0"], shape["x1"]) for shape in chart["layout"]["shapes"]] == [(1250, 1250)]
     assert [note["text"] for note in chart["layout"]["annotations"]] == ["recognisable at 1,250 (41 s)"]
+
+
+def test_presentation_view_names_the_iteration_under_the_curves_once_the_run_has_it(runs_dir, fresh_registry):
+    config, knobs = resolve(None, arch="mlp", dataset="digits", device="cpu", threads=1, iterations=2, batch_size=16,
+                            eval_every=0)  # fmt: skip
+    run = start_run(config, knobs, runs_dir=runs_dir, name="presented")
+    assert run.wait(60) and run.status == "finished", run.reason
+    registry().watch(run.run_dir)
+    at = AppTest.from_file(str(ROOT / "pages" / "0_Train.py"), default_timeout=120).run()
+    at.toggle(key="presentation").set_value(True).run()
+    assert not at.exception, at.exception
+    assert at.title[0].value.startswith("Epoch: ")
+    marked = [c.value for c in at.caption if "ecognisable" in c.value]
+    assert not marked  # not recognisable yet: nothing to point at
+
+    RunFolder(run.run_dir).log("recognisable", 1250, elapsed_s=41.2, recognisable=0.3, real=0.55)
+    at.run()
+    assert not at.exception, at.exception
+    kinds = [node.type for node in at.main]  # depth first: title, grid, curves, what is under them
+    [(where, caption)] = [(i, node.value) for i, node in enumerate(at.main) if node.type == "caption"
+                          and "ecognisable" in node.value]  # fmt: skip
+    assert caption == "Recognisable from iteration 1,250 (41 s)"
+    assert kinds.index("plotly_chart") < where < kinds.index("popover")  # under the curves, above Controls

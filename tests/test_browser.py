@@ -1,6 +1,7 @@
 """The app in a real Chromium: start a run, watch it train, tune it live, download a PNG from Samples.
 
-Set SAVE_SCREENSHOT=1 to also (re)write docs/monitor.png, the README's picture of the live monitor.
+Set SAVE_SCREENSHOT=1 to also (re)write the README's pictures: docs/monitor.png (the live monitor), docs/branch.png
+(a branch beside its parent) and docs/fashion.png (tf-cdcgan's demo setting on Fashion-MNIST after a minute).
 """
 
 from __future__ import annotations
@@ -303,3 +304,80 @@ def test_branch_a_run_then_scrub_back_through_its_grids_in_a_browser(app, page):
     scrub.press("Home")  # the saved grids: 1, 10, ... 60
     visible(page.get_by_text("Generated Images (iteration 1; the run is at", exact=False),
             "The grid of iteration 1, scrubbed back to", 30)  # fmt: skip
+
+
+# ---- the demo setting on the real Fashion-MNIST
+
+FASHION = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist
+FASHION_ITERATIONS = 600  # the tf-cdcgan demo's grid shows clothes by then (about a minute on a 2-core CPU)
+FASHION_CAP_S = 100  # CI's budget for the training, whatever the iteration reached by then
+
+
+def choose(page, label: str, option: str | re.Pattern) -> None:
+    """Pick an option of the select box with this label (Streamlit's: click it open, click the option)."""
+    page.locator('[data-testid="stSelectbox"]', has=page.get_by_text(label, exact=True)).click()
+    page.get_by_role("option", name=option).first.click()
+
+
+def run_folders(runs: Path) -> set[Path]:
+    return {p for p in runs.iterdir() if (p / "config.json").is_file()} if runs.is_dir() else set()
+
+
+def stop_live_runs(runs: Path) -> None:
+    """Stop the runs the tests before left training (through each folder's control channel), so that the run
+    below has the CPU to itself, as a demo would; a folder with no live run refuses, and is left as it is."""
+    env = {**os.environ, "GAN_RUNS_DIR": str(runs)}
+    for run_dir in run_folders(runs):
+        subprocess.run([sys.executable, "-m", "gan_core", "control", str(run_dir), "--stop", "--wait"], cwd=ROOT,
+                       env=env, capture_output=True, timeout=60)  # fmt: skip
+
+
+@pytest.mark.skipif(not (FASHION / "train-images-idx3-ubyte.gz").is_file(),
+                    reason=f"no Fashion-MNIST in {FASHION}: apt-get install dataset-fashion-mnist")  # fmt: skip
+def test_the_tf_cdcgan_demo_on_fashion_mnist_shows_clothes_in_a_browser(app, page):
+    """From the Train page: tf-cdcgan, its demo setting, Fashion-MNIST (offline), Start; the monitor a minute or so
+    later. With SAVE_SCREENSHOT=1 it writes docs/fashion.png, the screen as a laptop shows it."""
+    url, runs = app
+    stop_live_runs(runs)
+    page.goto(url)
+    visible(page.get_by_role("button", name="Start", exact=True), "The Train page's Start button", SHOW_S)
+    choose(page, "Preset", re.compile(r"^tf-cdcgan — "))
+    page.get_by_text("Demo setting", exact=True).click()
+    choose(page, "Data set", re.compile(r"^fashion-mnist$"))
+    before = run_folders(runs)
+    started = time.monotonic()
+    page.get_by_role("button", name="Start", exact=True).click()
+
+    assert wait_until(lambda: run_folders(runs) - before, SHOW_S), f"no new run folder in {runs} after Start"
+    [run_dir] = run_folders(runs) - before
+    config = json.loads((run_dir / "config.json").read_text())["config"]
+    assert (config["preset"], config["dataset"], config["width"]) == ("tf-cdcgan-demo", "fashion-mnist", 0.25)
+    wait_until(lambda: iteration(page) >= FASHION_ITERATIONS, FASHION_CAP_S - (time.monotonic() - started), 1)
+    reached, seconds = iteration(page), time.monotonic() - started
+    assert reached >= 100, f"the run reached iteration {reached} in {seconds:.0f} s"
+
+    parts = {
+        "the heading": page.get_by_text(HEADING).first,
+        "the grid": page.locator('[data-testid="stImage"] img').first,
+        "the score chart": page.locator(".stPlotlyChart .js-plotly-plot").first,
+    }
+    for what, locator in parts.items():  # drawn, and in view on the laptop's screen
+        assert wait_until(lambda locator=locator: locator.bounding_box() is not None, 5), f"no {what} drawn"
+        box = locator.bounding_box()
+        assert box["y"] >= 0 and box["y"] + box["height"] <= VIEWPORT["height"], (
+            f"{what} is out of view: {box}"
+        )
+    visible(page.get_by_text(LATER_GRID), "A generated-images grid after iteration 1", 10)
+    grid = parts["the grid"].bounding_box()
+    assert grid["width"] >= 200 and grid["height"] >= 200, f"the grid is drawn {grid}"
+    assert page.locator(".stPlotlyChart .js-plotly-plot .scatterlayer .trace").count() >= 2  # G's and D's
+
+    if os.environ.get("SAVE_SCREENSHOT"):
+        page.mouse.move(0, 0)  # no hover toolbars in the picture
+        page.wait_for_function(
+            f"!document.querySelector('{MAIN} [data-stale=\"true\"]')", polling=50, timeout=10_000
+        )
+        page.screenshot(path=str(ROOT / "docs" / "fashion.png"))  # the viewport: 1366x768
+        shot = f"iteration {iteration(page)}, {time.monotonic() - started:.0f} s after Start"
+        print(f"docs/fashion.png: {shot}")  # for the README's line under it (pytest -s)
+    page.get_by_role("button", name="Stop", exact=True).click()  # the CPU back for the tests after this one

@@ -17,7 +17,12 @@ SETTING_FLAGS = [("--arch", str), ("--loss", str), ("--dataset", str), ("--itera
                  ("--z-dim", int), ("--sample-every", int), ("--seed", int), ("--threads", int),
                  ("--optimizer", str), ("--beta1", float), ("--beta2", float), ("--clip-value", float),
                  ("--checkpoint-every", int), ("--keep-checkpoints", int), ("--pack", int), ("--augment", str), ("--eval-every", int),
-                 ("--width", float), ("--data-dir", str)]  # fmt: skip
+                 ("--width", float), ("--data-dir", str), ("--precision", str), ("--compile", str)]  # fmt: skip
+# `train` switches onto a RunConfig field of the same name: --X sets it, --no-X clears it
+SWITCH_FLAGS = {
+    "--channels-last": "image networks' weights and batches in channels-last (NHWC) layout",
+    "--fused": "Adam's and SGD's fused one-kernel step (on by default; --no-fused for the per-tensor step)",
+}
 RESUME_FLAGS = (
     "iterations",
     "device",
@@ -75,6 +80,8 @@ def build_parser() -> Parser:
     for flag, kind in SETTING_FLAGS:
         train.add_argument(flag, type=kind)
     train.add_argument("--d-iters", type=d_iters_arg, help="D updates per G update, or warmup[:K]")
+    for flag, text in SWITCH_FLAGS.items():
+        train.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=text)
     train.add_argument("--device", choices=DEVICES)
     train.add_argument("--runs-dir", help="default: $GAN_RUNS_DIR or ./runs")
     train.add_argument("--name", help="run folder name (default: time, preset, data set)")

@@ -13,7 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from . import distributed, export, plan, storage
-from .cli import REPLAY_FLAGS, RESUME_FLAGS, SETTING_FLAGS, UsageError
+from .cli import REPLAY_FLAGS, RESUME_FLAGS, SETTING_FLAGS, SWITCH_FLAGS, UsageError
 from .config import ConfigError, RunConfig, check_range, from_dict
 from .data import DATASETS, TOYS, offline_source
 from .driver import Driver
@@ -110,9 +110,8 @@ def _branch(args, world: int) -> plan.RunPlan:
 
 def _settings(args):
     """RunConfig and Knobs from --config (a run's config.json), a preset, and the flags, checked."""
-    settings = {
-        name: getattr(args, name) for name in (flag[2:].replace("-", "_") for flag, _ in SETTING_FLAGS)
-    }
+    flags = [flag for flag, _ in SETTING_FLAGS] + list(SWITCH_FLAGS)
+    settings = {name: getattr(args, name) for name in (flag[2:].replace("-", "_") for flag in flags)}
     settings["tensorboard"] = args.tensorboard
     base: dict = {}
     if args.config:

@@ -17,6 +17,11 @@ AUGMENTS = ("none", "translation", "translation+cutout")  # DiffAugment policies
 # staircase: x0.95 every 500 iterations (TensorFlow cDCGAN); cosine: from 1x down to 0 at the run's last iteration
 LR_SCHEDULES = ("constant", "staircase", "cosine")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+# Speed options (RunConfig.precision, .compile), off by default until a GPU measurement justifies one
+# (bench/gpu.sh). bf16: both updates' forward passes under autocast (no loss scaling needed).
+PRECISIONS = ("fp32", "bf16")
+# torch.compile of the networks the updates call; reduce-overhead also replays them as CUDA graphs
+COMPILE_MODES = ("none", "default", "reduce-overhead")
 
 
 class DataError(ValueError):
@@ -106,6 +111,10 @@ class RunConfig:
     nproc: int = 1  # processes training the run together (torchrun); each D update sees nproc x batch_size
     checkpoint_every: int = 1000
     keep_checkpoints: int = 5  # the newest checkpoints kept along the run (iter_N.pt): branch points
+    precision: str = "fp32"  # PRECISIONS
+    channels_last: bool = False  # image networks' weights and batches in channels-last (NHWC) layout
+    compile: str = "none"  # COMPILE_MODES
+    fused: bool = True  # Adam's and SGD's fused (one-kernel) step where the device has one
     eval_every: int | None = None  # sample-quality metrics: None = automatic (~2% of training time), 0 = off
     data_dir: str = field(default_factory=lambda: os.environ.get("GAN_DATA_DIR", "data"))
     parent: str | None = None  # a branch: the run folder it continues (gan_core.plan.branch) ...
@@ -137,6 +146,11 @@ class RunConfig:
         if self.eval_every is not None:
             check_range("eval_every", self.eval_every, 0, 100_000_000, integer=True)
         check_range("keep_checkpoints", self.keep_checkpoints, 1, 1000, integer=True)
+        check_choice("precision", self.precision, PRECISIONS)
+        check_choice("compile", self.compile, COMPILE_MODES)
+        for name in ("channels_last", "fused"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if (self.parent is None) != (self.branched_at is None):
             raise ConfigError("parent and branched_at name a branch together: give both or neither")
         if self.branched_at is not None:

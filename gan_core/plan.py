@@ -153,7 +153,8 @@ def replay(
 # what a branch may set anew: the knobs, and settings that leave the networks' and optimisers' shapes alone
 BRANCH_SETTINGS = (
     "iterations", "loss", "clip_value", "augment", "hflip", "lr_schedule", "sample_every", "checkpoint_every",
-    "keep_checkpoints", "eval_every", "tensorboard", "device", "threads", "nproc",
+    "keep_checkpoints", "eval_every", "tensorboard", "device", "threads", "nproc", "precision", "channels_last",
+    "compile", "fused",
 )  # fmt: skip
 
 

@@ -65,7 +65,7 @@ FUSED_DEVICES = ("cpu", "cuda", "mps")
 
 
 def make_optimizer(config: RunConfig, params, lr: float, device: torch.device) -> torch.optim.Optimizer:
-    fused = device.type in FUSED_DEVICES
+    fused = config.fused and device.type in FUSED_DEVICES
     if config.optimizer == "adam":
         return torch.optim.Adam(params, lr=lr, betas=(config.beta1, config.beta2), fused=fused)
     if config.optimizer == "rmsprop":  # no fused RMSprop: the multi-tensor step is the fast one
@@ -120,9 +120,15 @@ class Trainer:
             torch.manual_seed(config.seed)
             generator, discriminator = build_models(config.arch, spec, config.pack)
         self.generator, self.discriminator = generator.to(device), discriminator.to(device)
+        self._images_last = config.channels_last and len(data.data_shape) == 3
+        if self._images_last:  # before the replicas take the weights; 4-D weights only
+            for net in (self.generator, self.discriminator):
+                net.to(memory_format=torch.channels_last)
         # what the updates call: the DDP replicas (rank 0's weights copied to all at construction), or the same
         self.g_net = replicas.wrap(self.generator) if replicas else self.generator
         self.d_net = replicas.wrap(self.discriminator) if replicas else self.discriminator
+        self.d_bare = self.discriminator  # what G's update calls (see _g_step)
+        self.autocast = self._speed_options(config)
         self.d_params = list(self.discriminator.parameters())
         self.opt_g = make_optimizer(config, self.generator.parameters(), knobs.lr_g, device)
         self.opt_d = make_optimizer(config, self.d_params, knobs.lr_d, device)
@@ -133,6 +139,8 @@ class Trainer:
         self.rng = torch.Generator(device=device).manual_seed(config.seed)  # the permutation (shared)
         self.noise = self.rng if self.world == 1 else self._rank_stream()  # latents, flips, augmentation
         self.x = data.x.to(device)
+        if self._images_last:
+            self.x = self.x.contiguous(memory_format=torch.channels_last)
         self.y = data.y.to(device) if data.y is not None else None
         z, labels = fixed_latents(config, data)
         self.fixed_z = z.to(device)
@@ -140,6 +148,21 @@ class Trainer:
         self.perm = torch.arange(len(data), device=device)
         self.pos = len(data)  # forces a fresh permutation (and epoch 1) on the first batch
         self.epoch = 0
+
+    def _speed_options(self, config: RunConfig) -> Callable[[], contextlib.AbstractContextManager]:
+        """Compile the networks the updates call (torch.compile); returns the context the updates' forward passes
+        run in (bf16 autocast, or nothing)."""
+        if config.compile != "none":  # D is compiled once where its replica is itself (one process)
+            compiled = {
+                id(net): torch.compile(net, mode=config.compile)
+                for net in (self.g_net, self.d_net, self.d_bare)
+            }
+            self.g_net, self.d_net, self.d_bare = (
+                compiled[id(net)] for net in (self.g_net, self.d_net, self.d_bare)
+            )
+        if config.precision == "bf16":
+            return lambda: torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext
 
     def _rank_stream(self, iteration: int = 0) -> torch.Generator:
         """This process's own random stream, seeded from the run's seed, its rank and where it starts."""
@@ -157,6 +180,8 @@ class Trainer:
         idx = self.perm[start : start + size]
         self.pos += size * self.world
         real = to_model_range(self.x[idx])
+        if self._images_last:  # indexing may hand back the default layout
+            real = real.contiguous(memory_format=torch.channels_last)
         if self.config.hflip:
             real = random_hflip(real, self.noise)
         return real, (self.y[idx] if self.y is not None else None)
@@ -192,39 +217,42 @@ class Trainer:
             with torch.no_grad():
                 torch._foreach_clamp_min_(self.d_params, -self.clip)
                 torch._foreach_clamp_max_(self.d_params, self.clip)
-        real, fake = self.d_input(real), self.d_input(fake)
-        real_out, real_classes = self.d_net(real, labels)
-        fake_out, fake_classes = self.d_net(fake, fake_labels)
-        flip = None
-        if flip_prob > 0:
-            flip = torch.rand(real_out.shape, generator=self.noise, device=self.device) < flip_prob
-        loss = d_loss(self.loss, real_out, fake_out, flip)
-        if (
-            self.loss.gradient_penalty
-        ):  # the bare D: its gradients still reach the replica's hooks in backward()
-            gp = gradient_penalty(self.discriminator, real, fake, labels, self.noise)
-            loss = loss + self.loss.gradient_penalty * gp
-        if real_classes is not None and labels is not None:
-            loss = loss + F.cross_entropy(real_classes, labels) + F.cross_entropy(fake_classes, fake_labels)
+        with self.autocast():
+            real, fake = self.d_input(real), self.d_input(fake)
+            real_out, real_classes = self.d_net(real, labels)
+            fake_out, fake_classes = self.d_net(fake, fake_labels)
+            flip = None
+            if flip_prob > 0:
+                flip = torch.rand(real_out.shape, generator=self.noise, device=self.device) < flip_prob
+            loss = d_loss(self.loss, real_out, fake_out, flip)
+            if self.loss.gradient_penalty:
+                # the bare D (double backward is not compiled): its gradients still reach the replica's hooks
+                gp = gradient_penalty(self.discriminator, real, fake, labels, self.noise)
+                loss = loss + self.loss.gradient_penalty * gp
+            if real_classes is not None and labels is not None:
+                loss = (
+                    loss + F.cross_entropy(real_classes, labels) + F.cross_entropy(fake_classes, fake_labels)
+                )
         self.opt_d.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_d.step()
-        return loss.detach(), real_out.detach(), fake_out.detach()
+        return loss.detach().float(), real_out.detach().float(), fake_out.detach().float()
 
     def _g_step(self, fake, fake_labels) -> Tensor:
         for p in self.d_params:  # D's weight gradients are not needed for G's update
             p.requires_grad_(False)
         # the bare D: its replica would expect gradients in this backward and fail the next update
-        out, classes = self.discriminator(self.d_input(fake), fake_labels)
-        loss = g_loss(self.loss, out)
-        if classes is not None and fake_labels is not None:
-            loss = loss + F.cross_entropy(classes, fake_labels)
+        with self.autocast():
+            out, classes = self.d_bare(self.d_input(fake), fake_labels)
+            loss = g_loss(self.loss, out)
+            if classes is not None and fake_labels is not None:
+                loss = loss + F.cross_entropy(classes, fake_labels)
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_g.step()
         for p in self.d_params:
             p.requires_grad_(True)
-        return loss.detach()
+        return loss.detach().float()
 
     def iteration(
         self, knobs: Knobs, iteration: int, interrupted: Callable[[], bool] | None = None
@@ -237,6 +265,8 @@ class Trainer:
             group["lr"] = lr_d
         n_d = knobs.d_iters_at(iteration)
         size = self.config.batch_size
+        if self.config.compile == "reduce-overhead":
+            torch.compiler.cudagraph_mark_step_begin()  # a new step: the last one's graph outputs may be reused
         for i in range(n_d):
             if i and interrupted is not None and interrupted():
                 n_d = i
@@ -245,14 +275,16 @@ class Trainer:
             z = torch.randn(size, self.config.z_dim, generator=self.noise, device=self.device)
             fake_labels = self._fake_labels(size)
             last = i == n_d - 1
-            with torch.set_grad_enabled(last):  # the last fake keeps its graph for G's update
+            # the last fake keeps its graph for G's update
+            with torch.set_grad_enabled(last), self.autocast():
                 fake = self.g_net(z, fake_labels)
             loss_d, real_out, fake_out = self._d_step(
                 real, labels, fake.detach(), fake_labels, knobs.flip_prob
             )
         for step in range(self.config.g_steps):
             if step or not fake.requires_grad:  # CNTK: a second G update on the same z
-                fake = self.g_net(z, fake_labels)
+                with self.autocast():
+                    fake = self.g_net(z, fake_labels)
             loss_g = self._g_step(fake, fake_labels)
         prob = self.loss.prob
         metrics = torch.stack(

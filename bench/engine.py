@@ -15,13 +15,21 @@ by the side's own clock between two of its reports inside the slot (the engine's
 loop's stdout lines every 0.25 s, on CUDA after a device sync). Each pair of neighbouring slots gives a ratio;
 the figure is the median over `--pairs` pairs in each of `--processes` fresh pairs of processes.
 
+Speed options (`--options precision=bf16,channels-last,compile=default,no-fused`): each is one more engine process
+with that `train` flag (`name=value` -> `--name value`, `name` -> `--name`), in the same rotation; with more than two
+sides a round runs each once, the order reversed every other round, and an option's ratio is to the plain engine in
+the same round. On CUDA the GPU's busy share of each slot is sampled from NVML (bench/meter.py), and the FLOP an
+iteration costs gives the engine's TFLOP/s and its share of the card's peak (MFU).
+
     .venv/bin/python bench/engine.py [--device cpu|cuda|auto] [--archs mlp,dcgan28] [--pairs 10]
                                      [--processes 2] [--seconds 3] [--eval-every 0] [--bare-standard]
+                                     [--options precision=bf16,channels-last] [--json results.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import statistics
@@ -35,11 +43,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from anywhere without installing
 
+from meter import BusyMeter, iteration_flops, peak_tflops  # noqa: E402  (bench/meter.py)
+
 from gan_core.config import DEVICES  # noqa: E402
 from gan_core.folder import RunFolder  # noqa: E402
 
 LR, BETAS, Z_DIM, SEED = 2e-4, (0.5, 0.999), 100, 0
-BATCH = {"mlp": 100}  # the issue's own measurement; other architectures 64
+# mlp: the issue's own measurement; cdcgan, dcgan64: their presets' (tf-cdcgan, matlab-dcgan); others 64 (cntk-dcgan's
+# on digits)
+BATCH = {"mlp": 100, "cdcgan": 100, "dcgan64": 128}
 REPORT_SECONDS = 0.25  # the bare loop's report interval, as often as the engine flushes its metrics
 MIN_ITERATIONS = 3  # the first iterations build kernels and caches: never time them
 
@@ -137,12 +149,13 @@ class Side:
             time.sleep(0.05)
         self.hold()
 
-    def slot(self, settle: float, seconds: float) -> float:
-        """Run alone for a slot; it/s between two reports made inside it."""
+    def slot(self, settle: float, seconds: float, meter: BusyMeter) -> float:
+        """Run alone for a slot; it/s between two reports made inside it (the GPU's busy share in `meter`)."""
         self.go()
         time.sleep(settle)  # back to speed, and a report written since it went on
         start = self.report()
-        time.sleep(seconds)
+        with meter:
+            time.sleep(seconds)
         end = self.report()
         while end[0] - start[0] < MIN_ITERATIONS:  # a slow model: wait for enough iterations to count
             time.sleep(0.05)
@@ -160,14 +173,20 @@ class Side:
             return self.process.wait()
 
 
-def engine_side(arch: str, args, runs: Path, name: str) -> Side:
+def engine_side(arch: str, args, runs: Path, name: str, flags: tuple[str, ...] = ()) -> Side:
     command = [sys.executable, "-m", "gan_core", "train", "--arch", arch, "--dataset", "digits", "--loss", "bce",
                "--batch-size", str(args.batch[arch]), "--lr-g", str(LR), "--lr-d", str(LR), "--beta1", str(BETAS[0]),
                "--beta2", str(BETAS[1]), "--d-iters", "1", "--z-dim", str(Z_DIM), "--seed", str(SEED),
                "--iterations", "100000000", "--device", args.device, "--runs-dir", str(runs), "--name", name]  # fmt: skip
     if args.eval_every is not None:
         command += ["--eval-every", str(args.eval_every)]
-    return Side(command, metrics=RunFolder(runs / name).metrics_path)
+    return Side(command + list(flags), metrics=RunFolder(runs / name).metrics_path)
+
+
+def option_flags(option: str) -> tuple[str, ...]:
+    """'precision=bf16' -> ('--precision', 'bf16'); 'channels-last' -> ('--channels-last',)."""
+    name, _, value = option.partition("=")
+    return (f"--{name}", value) if value else (f"--{name}",)
 
 
 def bare_side(arch: str, args) -> Side:
@@ -188,32 +207,91 @@ def check_engine(run_dir: Path, code: int) -> None:
         path.unlink()
 
 
-def compare(arch: str, args, runs: Path) -> dict:
-    rates: dict[str, list[float]] = {"engine": [], "bare": []}
+def start_sides(arch: str, args, runs: Path, p: int) -> dict[str, Side]:
+    """The bare loop, the engine, and the engine with each option, started together."""
+    sides = {"bare": bare_side(arch, args), "engine": engine_side(arch, args, runs, f"{arch}-{p}")}
+    for n, option in enumerate(args.options):
+        sides[option] = engine_side(arch, args, runs, f"{arch}-{p}-option{n}", option_flags(option))
+    return sides
+
+
+def reference(key: str) -> str | None:
+    """What a side's ratio is to: the engine to the bare loop, an option to the plain engine."""
+    return {"bare": None, "engine": "bare"}.get(key, "engine")
+
+
+def rotate(
+    arch: str, p: int, sides: dict[str, Side], args, meter: BusyMeter, rates: dict, busy: dict
+) -> None:
+    """Rounds of one slot per side, alone: A B, B A ... (with more sides A B C, C B A ...)."""
+    keys = list(sides)
+    for n in range(args.pairs):
+        for key in keys if n % 2 == 0 else keys[::-1]:
+            rates[key].append(sides[key].slot(args.settle, args.seconds, meter))
+            busy[key].append(meter.share)
+        shown = [f"{key} {rates[key][-1]:.1f} it/s" + (f" ({rates[key][-1] / rates[reference(key)][-1]:.3f})"
+                                                      if reference(key) else "") for key in keys]  # fmt: skip
+        print(f"  {arch} processes {p + 1}, round {n + 1}: {', '.join(shown)}", flush=True)
+
+
+def compare(arch: str, args, runs: Path, meter: BusyMeter) -> dict:
+    rates: dict[str, list[float]] = {}
+    busy: dict[str, list[float | None]] = {}
     for p in range(args.processes):
-        name = f"{arch}-{p}"
-        sides = {"engine": engine_side(arch, args, runs, name), "bare": bare_side(arch, args)}
+        sides = start_sides(arch, args, runs, p)
+        for key in sides:
+            rates.setdefault(key, [])
+            busy.setdefault(key, [])
+        names = {key: side.metrics.parent.name for key, side in sides.items() if side.metrics is not None}
         try:
-            for side in sides.values():  # both import and load the data meanwhile; then each warms up alone
+            for side in sides.values():  # all import and load the data meanwhile; then each warms up alone
                 while side.report()[0] == 0:
                     time.sleep(0.05)
                 side.hold()
             for side in sides.values():
                 side.warm_up(args.warmup)
-            for n in range(args.pairs):
-                for key in ("engine", "bare") if n % 2 == 0 else ("bare", "engine"):
-                    rates[key].append(sides[key].slot(args.settle, args.seconds))
-                engine, bare_ = rates["engine"][-1], rates["bare"][-1]
-                print(f"  {arch} processes {p + 1}, pair {n + 1}: engine {engine:.1f} it/s, bare {bare_:.1f} it/s, "
-                      f"ratio {engine / bare_:.3f}", flush=True)  # fmt: skip
+            rotate(arch, p, sides, args, meter, rates, busy)
         finally:
-            code = sides["engine"].stop()
-            sides["bare"].stop()
-        check_engine(runs / name, code)
-    ratios = [e / b for e, b in zip(rates["engine"], rates["bare"], strict=True)]
-    quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
-    return {"engine": statistics.median(rates["engine"]), "bare": statistics.median(rates["bare"]),
-            "ratio": statistics.median(ratios), "quartiles": (quartiles[0], quartiles[2]), "pairs": len(ratios)}  # fmt: skip
+            codes = {key: side.stop() for key, side in sides.items()}
+        for key, name in names.items():
+            check_engine(runs / name, codes[key])
+    return {key: summarise(key, rates, busy[key]) for key in rates}
+
+
+def summarise(key: str, rates: dict[str, list[float]], busy: list[float | None]) -> dict:
+    """A side's median rate, its ratio to its reference (median over the rounds, with quartiles), GPU busy share."""
+    result = {"its": statistics.median(rates[key]), "rounds": len(rates[key])}
+    shares = [b for b in busy if b is not None]
+    result["busy"] = statistics.median(shares) if shares else None
+    if reference(key):
+        ratios = [a / b for a, b in zip(rates[key], rates[reference(key)], strict=True)]
+        quartiles = (
+            statistics.quantiles(ratios, n=4, method="inclusive") if len(ratios) > 1 else [ratios[0]] * 3
+        )
+        result |= {"ratio": statistics.median(ratios), "quartiles": (quartiles[0], quartiles[2]),
+                   "to": reference(key)}  # fmt: skip
+    return result
+
+
+def table(arch: str, batch: int, device, results: dict) -> list[str]:
+    """The arch's rows: rate, ratio to its reference, GPU busy share, and the TFLOP/s and MFU the rate implies."""
+    flops, peak = iteration_flops(arch, batch), peak_tflops(device)
+    lines = []
+    for key, r in results.items():
+        ratio = (f"{r['ratio']:>7.3f} to {r['to']:<6} {r['quartiles'][0]:.3f}-{r['quartiles'][1]:.3f}"
+                 if "ratio" in r else " " * 29)  # fmt: skip
+        busy = "-" if r["busy"] is None else f"{r['busy']:.0%}"
+        tflops = r["its"] * flops / 1e12
+        mfu = "-" if peak is None else f"{tflops / peak:.1%}"
+        lines.append(
+            f"{arch:<8} {batch:>5} {key:<24} {r['its']:>9.1f} {ratio} {busy:>5} {tflops:>8.2f} {mfu:>6}"
+        )
+        r |= {
+            "tflops": tflops,
+            "mfu": None if peak is None else tflops / peak,
+            "gflop_per_iteration": flops / 1e9,
+        }
+    return lines
 
 
 # ---- main
@@ -223,14 +301,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto", choices=DEVICES)
     parser.add_argument("--archs", default="mlp,dcgan28")
-    parser.add_argument("--pairs", type=int, default=10, help="A/B pairs of slots per pair of processes")
-    parser.add_argument("--processes", type=int, default=2, help="fresh pairs of processes")
+    parser.add_argument(
+        "--pairs", type=int, default=10, help="rounds of slots (A/B pairs) per set of processes"
+    )
+    parser.add_argument("--processes", type=int, default=2, help="fresh sets of processes")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds each side trains before any slot")
     parser.add_argument("--seconds", type=float, default=3.0, help="measured seconds of a slot")
     parser.add_argument(
         "--settle", type=float, default=0.5, help="seconds a side runs in a slot before it counts"
     )
-    parser.add_argument("--batch-size", type=int, help="default: 100 for mlp (the issue's case), else 64")
+    parser.add_argument(
+        "--batch-size", type=int, help="default: 100 for mlp and cdcgan, 128 for dcgan64, else 64"
+    )
     parser.add_argument(
         "--eval-every", type=int, help="engine: sample quality every N (0: off); default its own"
     )
@@ -241,7 +323,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--bare", metavar="ARCH", help="run the bare loop alone (the worker this bench starts)"
     )
     parser.add_argument("--bare-iterations", type=int, help="with --bare: end after this many iterations")
+    parser.add_argument("--options", default="", help="engine options to time on and off, comma-separated train "
+                        "flags without their dashes: precision=bf16,channels-last,compile=default,no-fused")  # fmt: skip
+    parser.add_argument("--json", metavar="PATH", help="also write the results here, after each architecture")
     args = parser.parse_args(argv)
+    args.options = [option for option in args.options.split(",") if option]
     archs = args.archs.split(",")
     args.batch = {
         arch: args.batch_size or BATCH.get(arch, 64) for arch in archs + ([args.bare] if args.bare else [])
@@ -271,19 +357,24 @@ def main(argv=None) -> None:
 
         load_or_train_classifier(load_dataset("digits", 28), device, ROOT / RunConfig().data_dir)
     load_before = os.getloadavg()[0]
-    results = {}
+    results, lines = {}, []
+    meter = BusyMeter(device)
     with tempfile.TemporaryDirectory(prefix="bench-engine-") as runs:
-        for arch in args.archs.split(","):
-            results[arch] = compare(arch, args, Path(runs))
-    print(f"\n{'arch':<10} {'batch':>5} {'device':<7} {'bare it/s':>10} {'engine it/s':>12} {'engine/bare':>12}  "
-          "quartiles of the pair ratios")  # fmt: skip
-    for arch, r in results.items():
-        low, high = r["quartiles"]
-        print(f"{arch:<10} {args.batch[arch]:>5} {device.type:<7} {r['bare']:>10.1f} {r['engine']:>12.1f} "
-              f"{r['ratio']:>12.3f}  {low:.3f}-{high:.3f} ({r['pairs']} pairs)")  # fmt: skip
-    print(
-        f"load average (1 min) {load_before:.1f} before, {os.getloadavg()[0]:.1f} after, {os.cpu_count()} CPUs"
-    )
+        for arch in args.archs.split(
+            ","
+        ):  # each arch's table as soon as it is measured: a cut run keeps them
+            results[arch] = compare(arch, args, Path(runs), meter)
+            lines += table(arch, args.batch[arch], device, results[arch])
+            print("\n".join([HEADER, *lines]), flush=True)
+            if args.json:
+                Path(args.json).write_text(json.dumps({"device": device_label(device), "results": results,
+                                                       "batch": args.batch}, indent=1))  # fmt: skip
+    print(f"{device_label(device)}; GPU busy: {'NVML utilisation' if meter.available else 'not measured here'}; "
+          f"load average (1 min) {load_before:.1f} before, {os.getloadavg()[0]:.1f} after, {os.cpu_count()} CPUs")  # fmt: skip
+
+
+HEADER = (f"\n{'arch':<8} {'batch':>5} {'side':<24} {'it/s':>9} {'ratio':>7} {'to':<6} {'quartiles':<12} {'busy':>5} "
+          f"{'TFLOP/s':>8} {'MFU':>6}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -38,10 +38,10 @@ class FormResult:
         return self.config is not None and not self.errors
 
 
-def form_settings(preset: str) -> dict:
-    """Every setting's starting value for the form: RunConfig/Knobs defaults, then the preset's on digits."""
+def form_settings(preset: str, dataset: str = DEFAULT_DATASET) -> dict:
+    """Every setting's starting value for the form: RunConfig/Knobs defaults, then the preset's on the data set."""
     base = {**RunConfig().__dict__, **Knobs().__dict__}
-    return base | (preset_settings(preset, DEFAULT_DATASET) if preset != CUSTOM else {})
+    return base | (preset_settings(preset, dataset) if preset != CUSTOM else {})
 
 
 def device_options() -> dict[str, str]:
@@ -69,6 +69,9 @@ def config_ui() -> FormResult:
     with c3:
         values["dataset"] = dataset_ui(s["dataset"], s["data_dir"], k, errors)
     choice_errors = st.empty()
+    if values["dataset"] != DEFAULT_DATASET and values["dataset"] in PRESETS.get(preset, {}).get("on", {}):
+        # the preset's values on that data set, in widgets of their own
+        s, k = form_settings(preset, values["dataset"]), f"{k}{values['dataset']}-"
 
     c1, c2, c3, c4, c5 = st.columns(5)
     values["lr_g"] = c1.number_input(

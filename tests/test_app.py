@@ -299,3 +299,13 @@ def test_the_demo_setting_is_one_toggle_away_and_reaches_the_run(runs_dir):
     run = registry().active_run()
     assert run is not None and run.wait(60) and run.status == "finished"
     assert run.config.preset == "pytorch-mlp-demo" and run.config.pack == demo.pack == 2
+
+
+def test_choosing_a_data_set_the_preset_is_tuned_for_shows_its_values_there(runs_dir):
+    at = train_page()
+    assert at.number_input(key="form-pytorch-mlp-lr_g").value == 2e-4  # pytorch-mlp on digits
+    at.selectbox(key="form-pytorch-mlp-dataset").set_value("fashion-mnist").run()
+    assert at.number_input(key="form-pytorch-mlp-fashion-mnist-lr_g").value == 5e-4  # ... on Fashion-MNIST
+    assert at.selectbox(key="form-pytorch-mlp-fashion-mnist-sched").value == "cosine"
+    at.selectbox(key="form-pytorch-mlp-dataset").set_value("digits").run()
+    assert at.number_input(key="form-pytorch-mlp-lr_g").value == 2e-4

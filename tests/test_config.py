@@ -1,5 +1,6 @@
 """Settings: ranges, incompatible combinations, presets, JSON round trip."""
 
+import dataclasses
 import json
 
 import pytest
@@ -7,7 +8,7 @@ import torch
 
 from gan_core.config import ConfigError, Knobs, RunConfig, from_dict, to_json
 from gan_core.models import ModelSpec, build_models
-from gan_core.presets import PRESETS, resolve
+from gan_core.presets import DEMO_CHANGES, PRESETS, demo_variant, resolve
 
 
 @pytest.mark.parametrize(
@@ -104,6 +105,29 @@ def test_presets_adjust_for_the_small_digits_set_but_keep_the_reference_elsewher
     assert (config.beta1, on_mnist.lr_g, on_mnist.flip_prob) == (0.9, 3e-4, 0.0)
     _, explicit = resolve("pytorch-mlp", dataset="digits", flip_prob=0.0)
     assert explicit.flip_prob == 0.0
+
+
+def test_presets_adjust_for_fashion_mnist_where_the_published_settings_collapse():
+    config, knobs = resolve("pytorch-mlp", dataset="fashion-mnist")
+    assert (config.beta1, config.pack, config.lr_schedule, knobs.lr_g, knobs.flip_prob) == (
+        0.5, 2, "cosine", 5e-4, 0.0)  # fmt: skip
+    config, knobs = resolve("pytorch-mlp-published", dataset="fashion-mnist")
+    assert (config.beta1, config.pack, config.lr_schedule, knobs.lr_g) == (0.9, 1, "constant", 3e-4)
+
+
+@pytest.mark.parametrize("preset", list(DEMO_CHANGES))
+def test_each_demo_setting_is_its_preset_with_the_measured_changes_on_both_data_sets(preset):
+    assert demo_variant(preset) == preset + "-demo" and demo_variant("ring") is None
+    for dataset in ("digits", "fashion-mnist"):
+        config, knobs = resolve(preset + "-demo", dataset=dataset)
+        reference, _ = resolve(preset, dataset="mnist")
+        assert config.arch == reference.arch and config.loss == reference.loss  # the same design
+        changed = {**dataclasses.asdict(config), **dataclasses.asdict(knobs)}
+        expected = DEMO_CHANGES[preset] | PRESETS[preset + "-demo"]["on"].get(dataset, {})
+        assert {k: changed[k] for k in expected} == expected
+    on_digits, _ = resolve("cntk-dcgan-demo", dataset="digits")
+    on_fashion, _ = resolve("cntk-dcgan-demo", dataset="fashion-mnist")
+    assert (on_digits.augment, on_fashion.augment) == ("translation+cutout", "translation")
 
 
 def test_the_published_variants_keep_the_published_networks_and_settings_on_digits():

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import inspect
 import json
 import os
 import re
@@ -275,9 +274,7 @@ def judge(preset: str, dataset: str, m: dict) -> str:
     """PASS or MISS by bench/quality.py's bars (Fashion-MNIST's against real images' scores, where it has them)."""
     from quality import verdict
 
-    if "dataset" in inspect.signature(verdict).parameters:
-        return verdict(preset, dataset, m)
-    return verdict(preset, m)  # the bars before they knew the data set
+    return verdict(preset, dataset, m)
 
 
 def engine_step(sizes: Sizes, out: Path, env: dict) -> Step:

@@ -197,8 +197,8 @@ def button(page: Page, key: str):
 
 
 def open_train(page: Page, url: str) -> None:
-    page.goto(url)
-    page.get_by_role("heading", name="Train a GAN").wait_for(timeout=90_000)
+    page.goto(url)  # the page's title shows only while no run trains; its Set-up section always does
+    page.locator('[data-testid="stExpander"] summary', has_text="Set-up").wait_for(timeout=90_000)
 
 
 def show_setup(page: Page) -> None:

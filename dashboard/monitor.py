@@ -214,10 +214,33 @@ def draw_samples(snap: Snapshot, large: bool = False) -> int | None:
     return shown
 
 
+SCRUB_STOPS = 200  # a slider's stops: finer than its pixels, and what every rerun sends stays small
+
+
+def saved_grids(run_dir: Path) -> list[int]:
+    """Iterations of the grids a run saved, at most SCRUB_STOPS of them evenly spread, the first and the newest
+    among them; the folder is listed again only when it changed."""
+    samples = RunFolder(run_dir).grid_path(1).parent
+    try:
+        stamp = samples.stat().st_mtime_ns
+    except OSError:
+        return []
+    return _spread_grids(str(run_dir), stamp)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _spread_grids(run_dir: str, stamp: int) -> list[int]:
+    saved = [it for it, _ in RunFolder(Path(run_dir)).grids()]
+    if len(saved) <= SCRUB_STOPS:
+        return saved
+    picks = np.linspace(0, len(saved) - 1, SCRUB_STOPS).round().astype(int)
+    return [saved[i] for i in sorted(set(picks.tolist()))]
+
+
 def scrub_ui(snap: Snapshot) -> int | None:
-    """A slider through every grid the run has saved; at its right end it follows the run. Returns the
-    iteration chosen, or None while following."""
-    saved = [it for it, _ in RunFolder(snap.run_dir).grids()]
+    """A slider through the grids the run has saved (every one, or SCRUB_STOPS spread over a long run); at its
+    right end it follows the run. Returns the iteration chosen, or None while following."""
+    saved = saved_grids(snap.run_dir)
     if len(saved) < 2:
         return None
     key = f"scrub-{snap.run_dir.name}"

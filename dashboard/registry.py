@@ -4,7 +4,6 @@ server trains in its threads, those it launched in their own processes, and any 
 from __future__ import annotations
 
 import gc
-import os
 import subprocess
 import sys
 import threading
@@ -16,6 +15,7 @@ from gan_core import Knobs, Run, RunConfig, load_dataset, resume_run, start_run
 from gan_core import plan as plans
 from gan_core.config import to_json
 from gan_core.folder import RunFolder, list_runs
+from gan_core.loop import DEFAULT_THREADS
 from gan_core.storage import atomic_write, runs_root, timestamp_name
 from gan_core.watch import FolderRun
 
@@ -23,10 +23,10 @@ LAUNCHES = (
     ".launch"  # under the runs folder: the settings and output of runs this server started as processes
 )
 
-# Intra-op threads for a run on the CPU: leave a core to the server and the browser watching it. Measured on
-# 2 cores with a tab watching (bench/README.md, watch.py phase 4): 1 thread trains as fast as 2 and far more
-# steadily, since the page's work preempts one of two busy OpenMP workers and stalls the other.
-CPU_THREADS = max(1, (os.cpu_count() or 2) - 1)
+# Intra-op threads for a run on the CPU: torch's default, as the command line has it. Measured on 2 cores with a
+# tab watching (bench/README.md, watch.py phase 4, 2026-12-07): the app's run at 2 threads trained at 0.92x the
+# CLI's, at 1 thread (cores - 1, the default before) at 0.79x; watching had become cheap enough to share the cores.
+CPU_THREADS = DEFAULT_THREADS
 
 
 class Registry:

@@ -309,3 +309,17 @@ def test_choosing_a_data_set_the_preset_is_tuned_for_shows_its_values_there(runs
     assert at.selectbox(key="form-pytorch-mlp-fashion-mnist-sched").value == "cosine"
     at.selectbox(key="form-pytorch-mlp-dataset").set_value("digits").run()
     assert at.number_input(key="form-pytorch-mlp-lr_g").value == 2e-4
+
+
+def test_the_scrub_slider_of_a_long_run_has_a_bounded_number_of_stops(tmp_path):
+    from dashboard.monitor import SCRUB_STOPS, saved_grids
+
+    folder = RunFolder(tmp_path / "run")
+    for it in [1, *range(100, 45_001, 100)]:  # 451 grids
+        folder.grid_path(it).parent.mkdir(parents=True, exist_ok=True)
+        folder.grid_path(it).write_bytes(b"")
+    stops = saved_grids(folder.path)
+    assert len(stops) == SCRUB_STOPS and stops == sorted(stops)
+    assert (stops[0], stops[-1]) == (1, 45_000)  # the first grid and the newest are always stops
+    folder.grid_path(45_100).write_bytes(b"")
+    assert saved_grids(folder.path)[-1] == 45_100  # a new grid is seen at once

@@ -3,15 +3,15 @@ they look 60 s after Start, in its published and its demo setting, on digits and
 
     .venv/bin/python bench/demo.py                                   # every image preset, both data sets
     .venv/bin/python bench/demo.py --presets tf-cdcgan --datasets fashion-mnist --cap 90
-    .venv/bin/python bench/demo.py --variants -demo                  # only the demo settings
+    .venv/bin/python bench/demo.py --settings demo                   # only the demo settings
 
 Each run is its own process, as a run started in a server whose imports are done: the clock starts before
 the run's plan is built (data load and models are counted), and the run trains in the process's main thread
 with every setting of its preset, sample-quality metrics on their automatic budget and grids as a user's run
 has them. Every `--every` seconds of that clock the process stops the clock, measures 1,000 samples from fixed
 latents (seed 1; conditional models 100 per class) with the data set's own classifier (the metrics of
-`evaluate`), and starts the clock again. The classifier is trained and cached before the clock starts, as after
-a user's first run on the data set.
+`evaluate`), and starts the clock again. The classifier is trained and cached by a process of its own before
+any run, as after a user's first run on the data set.
 
 "Recognisable" is the monitor's mark (gan_core/milestone.py): at least half the share of recognisable images
 (top class probability >= 0.9) that held-out real images score. The bars at 60 s: recognisable, at least 8
@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 PRESETS = ("pytorch-mlp", "cntk-dcgan", "tf-cdcgan")
 DATASETS = ("digits", "fashion-mnist")
 DEMO_SECONDS = 60.0
+DEMO_SUFFIX = "-demo"  # gan_core.presets.DEMO_SUFFIX, without importing torch in the parent
 
 
 def child(preset: str, dataset: str, cap: float, every: float, threads: int | None) -> None:
@@ -82,6 +83,18 @@ def child(preset: str, dataset: str, cap: float, every: float, threads: int | No
                 break
         loop.step()
     loop.close()
+
+
+def prepare(dataset: str) -> None:
+    """Train and cache the data set's classifier (once per machine), so that no run trains it while timed."""
+    import torch
+
+    from gan_core.config import RunConfig
+    from gan_core.data import load_dataset
+    from gan_core.metrics import load_or_train_classifier
+
+    data_dir = RunConfig().data_dir
+    load_or_train_classifier(load_dataset(dataset, 28, data_dir), torch.device("cpu"), data_dir)
 
 
 def run_child(preset: str, dataset: str, args) -> list[dict]:
@@ -136,25 +149,27 @@ def row(preset: str, dataset: str, records: list[dict], cap: float) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--presets", default=",".join(PRESETS))
-    parser.add_argument(
-        "--variants", default=",-demo", help="suffixes: '' the preset as it is, -demo its demo setting"
-    )
+    parser.add_argument("--settings", default="preset,demo", help="preset: as it is; demo: its demo setting")
     parser.add_argument("--datasets", default=",".join(DATASETS))
     parser.add_argument("--cap", type=float, default=180.0, help="seconds of each run's clock")
     parser.add_argument("--every", type=float, default=5.0, help="seconds of the clock between measurements")
     parser.add_argument("--threads", type=int, help="CPU threads (default: torch's, every core)")
     parser.add_argument("--child", nargs=2, metavar=("PRESET", "DATASET"), help=argparse.SUPPRESS)
+    parser.add_argument("--prepare", metavar="DATASET", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         return child(*args.child, args.cap, args.every, args.threads)
+    if args.prepare:
+        return prepare(args.prepare)
     header = ("| preset | data | recognisable after | it at 60 s | recognisable at 60 s | classes | max share | "
               "agreement | classifier FD (x floor) | bars at 60 s |\n" + "| --- " * 10 + "|")  # fmt: skip
     lines = []
     for dataset in args.datasets.split(","):
+        subprocess.run([sys.executable, __file__, "--prepare", dataset], cwd=ROOT, check=True)
         for preset in args.presets.split(","):
-            for variant in args.variants.split(","):
-                records = run_child(preset + variant, dataset, args)
-                lines.append(row(preset + variant, dataset, records, args.cap))
+            for setting in args.settings.split(","):
+                name = preset + DEMO_SUFFIX if setting == "demo" else preset
+                lines.append(row(name, dataset, run_child(name, dataset, args), args.cap))
                 print(lines[-1], flush=True)
     print("\n" + header + "\n" + "\n".join(lines))
 

@@ -27,9 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dashboard import charts  # noqa: E402
 from gan_core.config import Knobs, RunConfig  # noqa: E402
-from gan_core.folder import RunFolder  # noqa: E402
-from gan_core.recorder import CSV_COLUMNS  # noqa: E402
-from gan_core.watch import FolderRun  # noqa: E402
+from gan_core.folder.run_folder import RunFolder  # noqa: E402
+from gan_core.folder.watch import FolderRun  # noqa: E402
+from gan_core.training.recorder import CSV_COLUMNS  # noqa: E402
 
 BLOCK = 250
 

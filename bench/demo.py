@@ -13,7 +13,7 @@ latents (seed 1; conditional models 100 per class) with the data set's own class
 `evaluate`), and starts the clock again. The classifier is trained and cached by a process of its own before
 any run, as after a user's first run on the data set.
 
-"Recognisable" is the monitor's mark (gan_core/milestone.py): at least half the share of recognisable images
+"Recognisable" is the monitor's mark (gan_core/folder/milestone.py): at least half the share of recognisable images
 (top class probability >= 0.9) that held-out real images score. The bars at 60 s: recognisable, at least 8
 classes present, no class above 30%, conditional models with at least half the samples in the class asked for,
 and on digits the classifier FD within 4x the real-vs-real floor. A benchmark: it exits 0 on a miss.
@@ -37,19 +37,19 @@ sys.path.insert(0, str(ROOT))
 PRESETS = ("pytorch-mlp", "cntk-dcgan", "tf-cdcgan")
 DATASETS = ("digits", "fashion-mnist")
 DEMO_SECONDS = 60.0
-DEMO_SUFFIX = "-demo"  # gan_core.presets.DEMO_SUFFIX, without importing torch in the parent
+DEMO_SUFFIX = "-demo"  # gan_core.engine.presets.DEMO_SUFFIX, without importing torch in the parent
 
 
 def child(preset: str, dataset: str, cap: float, every: float, threads: int | None) -> None:
     """One run, measured along its clock; prints one JSON line per measurement."""
     import torch
 
-    from gan_core import milestone
-    from gan_core.loop import TrainingLoop
-    from gan_core.metrics import image_evaluator
-    from gan_core.models import ARCHS
-    from gan_core.plan import new_run
-    from gan_core.presets import resolve
+    from gan_core.engine.models import ARCHS
+    from gan_core.engine.presets import resolve
+    from gan_core.folder import milestone
+    from gan_core.quality.metrics import image_evaluator
+    from gan_core.training.loop import TrainingLoop
+    from gan_core.training.plan import new_run
 
     config, knobs = resolve(preset, dataset=dataset, iterations=10**8, threads=threads)
     runs = tempfile.mkdtemp(prefix="gan-demo-")
@@ -90,8 +90,8 @@ def prepare(dataset: str) -> None:
     import torch
 
     from gan_core.config import RunConfig
-    from gan_core.data import load_dataset
-    from gan_core.metrics import load_or_train_classifier
+    from gan_core.engine.data import load_dataset
+    from gan_core.quality.metrics import load_or_train_classifier
 
     data_dir = RunConfig().data_dir
     load_or_train_classifier(load_dataset(dataset, 28, data_dir), torch.device("cpu"), data_dir)

@@ -1,6 +1,6 @@
 """Engine against a bare PyTorch loop, each as its own process: `python -m gan_core train` vs a plain loop.
 
-Both sides train the same architecture (`gan_core.models.build_models`) on the offline `digits` set, BCE, Adam
+Both sides train the same architecture (`gan_core.engine.models.build_models`) on the offline `digits` set, BCE, Adam
 2e-4 (0.5, 0.999) with the fused step, one D and one G update an iteration, the same batch and torch's default
 thread count, each in a process started the way a user starts it. The engine side is the CLI with its defaults
 (metrics every iteration into metrics.csv, a grid every 100 iterations, a checkpoint every 1000, sample-quality
@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT))  # run from anywhere without installing
 from meter import BusyMeter, iteration_flops, peak_tflops  # noqa: E402  (bench/meter.py)
 
 from gan_core.config import DEVICES  # noqa: E402
-from gan_core.folder import RunFolder  # noqa: E402
+from gan_core.folder.run_folder import RunFolder  # noqa: E402
 
 LR, BETAS, Z_DIM, SEED = 2e-4, (0.5, 0.999), 100, 0
 # mlp: the issue's own measurement; cdcgan, dcgan64: their presets' (tf-cdcgan, matlab-dcgan); others 64 (cntk-dcgan's
@@ -65,9 +65,9 @@ def bare(arch: str, batch_size: int, device_name: str, standard: bool, iteration
     import torch
     import torch.nn.functional as F
 
-    from gan_core.data import load_dataset
-    from gan_core.models import ARCHS, ModelSpec, build_models
-    from gan_core.trainer import FUSED_DEVICES, resolve_device
+    from gan_core.engine.data import load_dataset
+    from gan_core.engine.models import ARCHS, ModelSpec, build_models
+    from gan_core.engine.trainer import FUSED_DEVICES, resolve_device
 
     device = resolve_device(device_name)
     if device.type == "cuda":  # the engine's Trainer sets these for its run: the bare loop gets them too
@@ -127,7 +127,7 @@ class Side:
 
     def report(self) -> tuple[int, float]:
         if self.metrics is not None:  # the engine's metrics.csv: its last complete row
-            from gan_core.storage import last_row
+            from gan_core.folder.storage import last_row
 
             row = last_row(self.metrics) if self.metrics.exists() else {}
             if row:
@@ -342,7 +342,7 @@ def main(argv=None) -> None:
         return bare(args.bare, args.batch[args.bare], args.device, args.bare_standard, args.bare_iterations)
     import torch
 
-    from gan_core.trainer import device_label, resolve_device
+    from gan_core.engine.trainer import device_label, resolve_device
 
     device = resolve_device(args.device)
     args.device = device.type
@@ -352,8 +352,8 @@ def main(argv=None) -> None:
           f"{'standard (D grads in G step)' if args.bare_standard else 'D frozen in G step'}", flush=True)  # fmt: skip
     if args.eval_every != 0:  # as after a first run: the classifier of the quality metrics is cached
         from gan_core.config import RunConfig
-        from gan_core.data import load_dataset
-        from gan_core.metrics import load_or_train_classifier
+        from gan_core.engine.data import load_dataset
+        from gan_core.quality.metrics import load_or_train_classifier
 
         load_or_train_classifier(load_dataset("digits", 28), device, ROOT / RunConfig().data_dir)
     load_before = os.getloadavg()[0]

@@ -42,8 +42,8 @@ QUALITY_PRESETS = ("matlab-dcgan", "keras-wgan", "cntk-dcgan")
 OPTIONS = "precision=bf16,channels-last,compile=default,compile=reduce-overhead,no-fused"
 PREPARE = """
 import json, sys, torch
-from gan_core.data import load_dataset
-from gan_core.metrics import load_or_train_classifier
+from gan_core.engine.data import load_dataset
+from gan_core.quality.metrics import load_or_train_classifier
 device, data, needs = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 for name, size in needs:
     load_or_train_classifier(load_dataset(name, size, data), torch.device(device), data)
@@ -185,7 +185,7 @@ class QualityRuns:
         self._timer.start()
 
     def _start(self, preset: str, dataset: str, data: Path) -> Training:
-        from gan_core.data import offline_source
+        from gan_core.engine.data import offline_source
 
         if offline_source(dataset, data) is None:
             return Training(
@@ -201,8 +201,8 @@ class QualityRuns:
 
     def _prepare(self, data: Path) -> subprocess.Popen:
         """Each data set's classifier trained (once, then cached) while the runs train, for `evaluate` to find."""
-        from gan_core.models import ARCHS
-        from gan_core.presets import PRESETS
+        from gan_core.engine.models import ARCHS
+        from gan_core.engine.presets import PRESETS
 
         needs = sorted({(dataset, ARCHS[PRESETS[preset]["settings"]["arch"]].image_size)
                         for (preset, dataset), r in zip(self.sizes.quality_runs, self.runs, strict=True)

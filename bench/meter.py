@@ -58,7 +58,7 @@ def iteration_flops(arch: str, batch_size: int, z_dim: int = 100) -> float:
     through a frozen D), counted by torch's FlopCounterMode on meta tensors: no memory, no time."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from gan_core.models import ARCHS, ModelSpec, build_models
+    from gan_core.engine.models import ARCHS, ModelSpec, build_models
 
     shape = (1, ARCHS[arch].image_size, ARCHS[arch].image_size)
     with torch.device("meta"):

@@ -24,7 +24,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gan_core.folder import RunFolder  # noqa: E402
+from gan_core.folder.run_folder import RunFolder  # noqa: E402
 
 
 def rate(run: str, nproc: int, skip: float, device: str) -> tuple[float, int]:

@@ -44,15 +44,15 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gan_core.config import RunConfig  # noqa: E402
-from gan_core.data import TOYS, offline_source  # noqa: E402
-from gan_core.feature_metrics import kernel_inception_distance, prdc  # noqa: E402
-from gan_core.folder import Status  # noqa: E402
-from gan_core.loop import TrainingLoop  # noqa: E402
-from gan_core.metrics import QualityMonitor, evaluate_sampler  # noqa: E402
-from gan_core.plan import new_run  # noqa: E402
-from gan_core.presets import DEMO_SUFFIX, PRESETS, resolve  # noqa: E402
-from gan_core.sampling import load_sampler  # noqa: E402
-from gan_core.trainer import resolve_device  # noqa: E402
+from gan_core.engine.data import TOYS, offline_source  # noqa: E402
+from gan_core.engine.presets import DEMO_SUFFIX, PRESETS, resolve  # noqa: E402
+from gan_core.engine.sampling import load_sampler  # noqa: E402
+from gan_core.engine.trainer import resolve_device  # noqa: E402
+from gan_core.folder.run_folder import Status  # noqa: E402
+from gan_core.quality.feature_metrics import kernel_inception_distance, prdc  # noqa: E402
+from gan_core.quality.metrics import QualityMonitor, evaluate_sampler  # noqa: E402
+from gan_core.training.loop import TrainingLoop  # noqa: E402
+from gan_core.training.plan import new_run  # noqa: E402
 
 TOY_MINUTES, IMAGE_MINUTES = 5.0, 10.0
 

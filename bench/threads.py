@@ -33,9 +33,9 @@ def rate(arch: str, batch_size: int, seconds: float) -> float:
     """it/s of Trainer.iteration in the calling thread, after a short warm-up."""
     import torch
 
-    from gan_core.data import load_dataset
-    from gan_core.presets import resolve
-    from gan_core.trainer import Trainer
+    from gan_core.engine.data import load_dataset
+    from gan_core.engine.presets import resolve
+    from gan_core.engine.trainer import Trainer
 
     config, knobs = resolve(None, arch=arch, dataset="digits", batch_size=batch_size, device="cpu")
     trainer = Trainer(config, knobs, load_dataset("digits", 28), torch.device("cpu"))
@@ -60,7 +60,7 @@ def in_thread(target, *args):
 def layout(name: str, arch: str, batch_size: int, seconds: float) -> float:
     import torch
 
-    from gan_core.data import load_dataset
+    from gan_core.engine.data import load_dataset
 
     if name in ("main", "passive"):
         load_dataset("digits", 28)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from gan_core.history import downsample
-from gan_core.milestone import Mark
+from gan_core.folder.history import downsample
+from gan_core.folder.milestone import Mark
 
 GENERATOR, DISCRIMINATOR = "#0072BD", "#D95319"  # MATLAB's first two line colours
 RECOGNISABLE = "#2E8B57"  # the mark where the samples first became recognisable

@@ -9,8 +9,8 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from gan_core.folder import RunFolder, RunInfo
-from gan_core.history import downsample
+from gan_core.folder.history import downsample
+from gan_core.folder.run_folder import RunFolder, RunInfo
 
 MAX_POINTS = 2000
 COLOURS = ("#0072BD", "#D95319", "#EDB120", "#7E2F8E", "#77AC30", "#4DBEEE", "#A2142F")  # MATLAB's lines

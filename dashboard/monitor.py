@@ -12,13 +12,13 @@ import streamlit as st
 from PIL import Image
 
 from gan_core import ConfigError, DataError, Run, Snapshot, Status
-from gan_core.data import TOYS
-from gan_core.export import png_bytes
-from gan_core.folder import RunFolder
-from gan_core.hints import failure_hints, quality_hints
-from gan_core.losses import LOSSES
-from gan_core.run import format_elapsed
-from gan_core.watch import FolderRun
+from gan_core.engine.data import TOYS
+from gan_core.engine.export import png_bytes
+from gan_core.engine.losses import LOSSES
+from gan_core.folder.run_folder import RunFolder
+from gan_core.folder.watch import FolderRun
+from gan_core.quality.hints import failure_hints, quality_hints
+from gan_core.training.run import format_elapsed
 
 from . import charts
 from .registry import registry

@@ -12,11 +12,11 @@ import streamlit as st
 import torch
 from PIL import Image
 
-from gan_core.export import gif_bytes, npy_bytes, png_bytes, to_uint8, zip_bytes
-from gan_core.folder import RunFolder, RunInfo, list_runs
-from gan_core.run import Run
-from gan_core.sampling import Sampler, generate, interpolate, latents, load_sampler
-from gan_core.storage import runs_root
+from gan_core.engine.export import gif_bytes, npy_bytes, png_bytes, to_uint8, zip_bytes
+from gan_core.engine.sampling import Sampler, generate, interpolate, latents, load_sampler
+from gan_core.folder.run_folder import RunFolder, RunInfo, list_runs
+from gan_core.folder.storage import runs_root
+from gan_core.training.run import Run
 
 from .registry import registry
 

@@ -12,12 +12,12 @@ from pathlib import Path
 import streamlit as st
 
 from gan_core import Knobs, Run, RunConfig, load_dataset, resume_run, start_run
-from gan_core import plan as plans
 from gan_core.config import to_json
-from gan_core.folder import RunFolder, list_runs
-from gan_core.loop import DEFAULT_THREADS
-from gan_core.storage import atomic_write, runs_root, timestamp_name
-from gan_core.watch import FolderRun
+from gan_core.folder.run_folder import RunFolder, list_runs
+from gan_core.folder.storage import atomic_write, runs_root, timestamp_name
+from gan_core.folder.watch import FolderRun
+from gan_core.training import plan as plans
+from gan_core.training.loop import DEFAULT_THREADS
 
 LAUNCHES = (
     ".launch"  # under the runs folder: the settings and output of runs this server started as processes
@@ -60,7 +60,7 @@ class Registry:
         return self._spawn(root, name, ["--config", str(settings), "--nproc", str(config.nproc)])
 
     def replay(self, run_dir: Path) -> Run | FolderRun:
-        """A new run repeating `run_dir`'s settings and knob changes (gan_core.plan.replay), trained as the
+        """A new run repeating `run_dir`'s settings and knob changes (gan_core.training.plan.replay), trained as the
         original was: in this server, or on as many processes."""
         original = RunFolder.open(run_dir)
         config, _ = original.read_config()
@@ -72,7 +72,7 @@ class Registry:
 
     def branch(self, run_dir: Path, iteration: int, settings: dict, knobs: dict) -> Run | FolderRun:
         """A new run continuing `run_dir` from its kept checkpoint of `iteration` with these settings and knobs
-        changed (gan_core.plan.branch), trained as the parent was: in this server, or on as many processes."""
+        changed (gan_core.training.plan.branch), trained as the parent was: in this server, or on as many processes."""
         parent = RunFolder.open(run_dir)
         config, _ = parent.read_config()
         root = runs_root()

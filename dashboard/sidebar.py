@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from gan_core.folder import Status
-from gan_core.run import format_elapsed
+from gan_core.folder.run_folder import Status
+from gan_core.training.run import format_elapsed
 
 from .registry import registry
 

@@ -8,10 +8,10 @@ import importlib
 
 _PUBLIC = {  # name -> the module that defines it
     "ConfigError": "config", "Knobs": "config", "RunConfig": "config", "DataError": "config",
-    "DATASETS": "data", "load_dataset": "data", "RunFolder": "folder", "Status": "folder",
-    "StepResult": "loop", "TrainingLoop": "loop", "LOSSES": "losses", "ARCHS": "models",
-    "RunPlan": "plan", "new_run": "plan", "resume": "plan", "PRESETS": "presets", "resolve": "presets",
-    "Run": "run", "Snapshot": "run", "resume_run": "run", "start_run": "run",
+    "DATASETS": "engine.data", "load_dataset": "engine.data", "RunFolder": "folder.run_folder", "Status": "folder.run_folder",
+    "StepResult": "training.loop", "TrainingLoop": "training.loop", "LOSSES": "engine.losses", "ARCHS": "engine.models",
+    "RunPlan": "training.plan", "new_run": "training.plan", "resume": "training.plan", "PRESETS": "engine.presets", "resolve": "engine.presets",
+    "Run": "training.run", "Snapshot": "folder.snapshot", "resume_run": "training.run", "start_run": "training.run",
 }  # fmt: skip
 __all__ = sorted(_PUBLIC)
 

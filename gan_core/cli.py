@@ -8,8 +8,8 @@ import json
 import sys
 
 from .config import DEVICES, ConfigError, DataError, check_range
-from .control import check_request
-from .folder import RunFolder, run_info
+from .folder.control import check_request
+from .folder.run_folder import RunFolder, run_info
 
 # `train` flags that map one-to-one onto a RunConfig field or knob of the same name (dashes as underscores)
 SETTING_FLAGS = [("--arch", str), ("--loss", str), ("--dataset", str), ("--iterations", int),

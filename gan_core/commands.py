@@ -12,20 +12,22 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from . import distributed, export, plan, storage
 from .cli import REPLAY_FLAGS, RESUME_FLAGS, SETTING_FLAGS, SWITCH_FLAGS, UsageError
 from .config import ConfigError, RunConfig, check_range, from_dict
-from .data import DATASETS, TOYS, offline_source
-from .driver import Driver
-from .folder import RunFolder, Status
-from .loop import TrainingLoop, failure_reason
-from .losses import LOSSES
-from .metrics import evaluate_sampler
-from .models import ARCHS
-from .presets import PRESETS, resolve
-from .run import format_elapsed
-from .sampling import generate, latents, load_sampler
-from .trainer import resolve_device
+from .engine import export
+from .engine.data import DATASETS, TOYS, offline_source
+from .engine.losses import LOSSES
+from .engine.models import ARCHS
+from .engine.presets import PRESETS, resolve
+from .engine.sampling import generate, latents, load_sampler
+from .engine.trainer import resolve_device
+from .folder import storage
+from .folder.run_folder import RunFolder, Status
+from .quality.metrics import evaluate_sampler
+from .training import distributed, plan
+from .training.driver import Driver
+from .training.loop import TrainingLoop, failure_reason
+from .training.run import format_elapsed
 
 PROGRESS_SECONDS = 2.0
 

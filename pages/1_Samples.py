@@ -12,10 +12,10 @@ from dashboard import pages_common as common
 from dashboard.monitor import enlarged
 from dashboard.pages_common import Download, draw_download, draw_png
 from dashboard.sidebar import page_setup
-from gan_core.export import png_bytes
-from gan_core.folder import RunFolder, RunInfo
-from gan_core.run import Run
-from gan_core.sampling import Sampler
+from gan_core.engine.export import png_bytes
+from gan_core.engine.sampling import Sampler
+from gan_core.folder.run_folder import RunFolder, RunInfo
+from gan_core.training.run import Run
 
 MAX_GRID, MAX_FILE = 400, 10_000
 MAX_SEED = 2**31 - 1

@@ -13,10 +13,10 @@ from dashboard.pages_common import NO_RUNS, all_runs, checkpoint_path, live_run
 from dashboard.registry import registry
 from dashboard.sidebar import STATUS_ICONS, page_setup
 from gan_core import ConfigError
-from gan_core.folder import RunFolder, RunInfo, Status
-from gan_core.losses import LOSSES
-from gan_core.plan import branch_target, knob_schedule, knobs_at
-from gan_core.run import format_elapsed
+from gan_core.engine.losses import LOSSES
+from gan_core.folder.run_folder import RunFolder, RunInfo, Status
+from gan_core.training.plan import branch_target, knob_schedule, knobs_at
+from gan_core.training.run import format_elapsed
 
 REFRESH_SECONDS = 2.0
 

@@ -15,7 +15,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from gan_core.data import Data, load_dataset
+from gan_core.engine.data import Data, load_dataset
 
 
 @pytest.fixture
@@ -89,7 +89,7 @@ def data_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def digits_evaluator(data_dir):
     """The digits classifier's evaluator (trained once a session, about 15 s on a CPU) and the digits."""
-    from gan_core.metrics import image_evaluator
+    from gan_core.quality.metrics import image_evaluator
 
     digits = load_dataset("digits", 28)
     return image_evaluator(digits, torch.device("cpu"), data_dir, samples=300), digits

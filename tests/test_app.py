@@ -10,9 +10,9 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard.form import FOLDER, UPLOAD, check
 from dashboard.registry import registry
-from gan_core import idx
-from gan_core.folder import RunFolder
-from gan_core.presets import resolve
+from gan_core.engine import idx
+from gan_core.engine.presets import resolve
+from gan_core.folder.run_folder import RunFolder
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 120  # importing torch alone takes longer than AppTest's default 3 s

@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from gan_core.augment import augment, cutout, translate
-from gan_core.data import Data
-from gan_core.presets import resolve
-from gan_core.trainer import Trainer
+from gan_core.engine.augment import augment, cutout, translate
+from gan_core.engine.data import Data
+from gan_core.engine.presets import resolve
+from gan_core.engine.trainer import Trainer
 
 
 def rng(seed=0):

@@ -1,5 +1,5 @@
 """Checkpoints kept along a run, and branches from them: a new run folder that continues a run from one of its
-kept checkpoints with some knobs or settings changed (gan_core.plan.branch, `train --branch RUN[@IT]`)."""
+kept checkpoints with some knobs or settings changed (gan_core.training.plan.branch, `train --branch RUN[@IT]`)."""
 
 import json
 import os
@@ -9,11 +9,11 @@ import pytest
 from conftest import tiny_images
 from test_cli import cli
 
-from gan_core import plan
 from gan_core.config import ConfigError
-from gan_core.folder import CheckpointError, RunFolder, Status
-from gan_core.loop import TrainingLoop
-from gan_core.presets import resolve
+from gan_core.engine.presets import resolve
+from gan_core.folder.run_folder import CheckpointError, RunFolder, Status
+from gan_core.training import plan
+from gan_core.training.loop import TrainingLoop
 
 TIMING = ("elapsed_s", "images_per_s")  # the clock's, not the training's
 

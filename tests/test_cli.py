@@ -19,11 +19,12 @@ import torch
 from conftest import write_idx
 from PIL import Image
 
-import gan_core.data
-from gan_core import idx, plan
+import gan_core.engine.data
 from gan_core.cli import main
-from gan_core.folder import RunFolder
-from gan_core.presets import resolve
+from gan_core.engine import idx
+from gan_core.engine.presets import resolve
+from gan_core.folder.run_folder import RunFolder
+from gan_core.training import plan
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -301,7 +302,7 @@ def test_mnist_offline_is_refused_and_leaves_no_folders(tmp_path, monkeypatch):
         raise URLError("offline (test)")
 
     monkeypatch.setattr("torchvision.datasets.mnist.download_and_extract_archive", offline)
-    monkeypatch.setattr(gan_core.data, "download_and_extract_archive", offline, raising=False)
+    monkeypatch.setattr(gan_core.engine.data, "download_and_extract_archive", offline, raising=False)
     code, _, err = cli(
         "train", "--preset", "pytorch-mlp", "--data-dir", tmp_path / "data", "--runs-dir", tmp_path / "r"
     )
@@ -323,16 +324,16 @@ def test_a_damaged_idx_file_is_one_line_exit_2_and_writes_nothing(tmp_path, monk
 
 def test_a_plan_that_fails_to_build_its_networks_fails_the_run(tmp_path, monkeypatch):
     """An error before the first step (an out-of-memory on the device, say) ends the run as failed, unlocked."""
-    import gan_core.loop
+    import gan_core.training.loop
 
     def broken(*args, **kwargs):
         raise RuntimeError("out of memory (simulated)")
 
-    monkeypatch.setattr(gan_core.loop, "Trainer", broken)
+    monkeypatch.setattr(gan_core.training.loop, "Trainer", broken)
     config, knobs = resolve(None, arch="mlp", dataset="digits", batch_size=16, iterations=4, device="cpu")
     run = plan.new_run(config, knobs, runs_dir=tmp_path, name="broken")
     with pytest.raises(RuntimeError, match="simulated"):
-        gan_core.loop.TrainingLoop(run)
+        gan_core.training.loop.TrainingLoop(run)
     assert run.folder.owner() is None
     assert run.folder.logged_status()[1] == "RuntimeError: out of memory (simulated)"
 
@@ -356,12 +357,12 @@ def test_resume_over_a_damaged_last_checkpoint_uses_the_previous_one_and_says_so
 
 
 def test_a_run_that_fails_before_its_first_step_is_one_line_and_exit_1(tmp_path, monkeypatch):
-    import gan_core.loop
+    import gan_core.training.loop
 
     def broken(*args, **kwargs):
         raise RuntimeError("CUDA out of memory (simulated)")
 
-    monkeypatch.setattr(gan_core.loop, "Trainer", broken)
+    monkeypatch.setattr(gan_core.training.loop, "Trainer", broken)
     code, out, err = cli(
         "train", "--preset", "ring", "--iterations", 3, "--runs-dir", tmp_path, "--name", "run"
     )

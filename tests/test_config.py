@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from gan_core.config import ConfigError, Knobs, RunConfig, from_dict, to_json
-from gan_core.models import ModelSpec, build_models
-from gan_core.presets import DEMO_CHANGES, PRESETS, demo_variant, resolve
+from gan_core.engine.models import ModelSpec, build_models
+from gan_core.engine.presets import DEMO_CHANGES, PRESETS, demo_variant, resolve
 
 
 @pytest.mark.parametrize(

@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 from conftest import tiny_points, wait_for
 
-from gan_core import control
 from gan_core.cli import main
-from gan_core.folder import RunFolder, Status, run_info
-from gan_core.presets import resolve
-from gan_core.run import start_run
+from gan_core.engine.presets import resolve
+from gan_core.folder import control
+from gan_core.folder.run_folder import RunFolder, Status, run_info
+from gan_core.training.run import start_run
 
 APPLIED = re.compile(r"applied (.+) at iteration (\d+)")
 

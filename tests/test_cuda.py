@@ -16,17 +16,17 @@ import torch
 from conftest import tiny_images, wait_for
 from PIL import Image
 
-from gan_core import plan
 from gan_core.cli import main
 from gan_core.config import Knobs
-from gan_core.data import to_model_range
-from gan_core.folder import RunFolder, Status
-from gan_core.loop import TrainingLoop
-from gan_core.metrics import image_evaluator, load_or_train_classifier
-from gan_core.models import ARCHS
-from gan_core.presets import resolve
-from gan_core.sampling import generate, latents, load_sampler
-from gan_core.trainer import Trainer, available_devices
+from gan_core.engine.data import to_model_range
+from gan_core.engine.models import ARCHS
+from gan_core.engine.presets import resolve
+from gan_core.engine.sampling import generate, latents, load_sampler
+from gan_core.engine.trainer import Trainer, available_devices
+from gan_core.folder.run_folder import RunFolder, Status
+from gan_core.quality.metrics import image_evaluator, load_or_train_classifier
+from gan_core.training import plan
+from gan_core.training.loop import TrainingLoop
 
 DEVICE = os.environ.get("GAN_TEST_DEVICE", "cuda")
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""Tests for gan_core.data: every loader on files the test writes in the format torchvision reads; no network."""
+"""Tests for gan_core.engine.data: every loader on files the test writes in the format torchvision reads; no network."""
 
 import gzip
 import pickle
@@ -15,8 +15,8 @@ import torchvision.datasets.mnist
 from conftest import write_idx
 from PIL import Image
 
-from gan_core import data, idx
-from gan_core.data import (
+from gan_core.engine import data, idx
+from gan_core.engine.data import (
     DATASETS,
     TOYS,
     DataError,

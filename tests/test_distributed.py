@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 import torch.distributed
 
-import gan_core.distributed
+import gan_core.training.distributed
 from gan_core.cli import main
-from gan_core.folder import RunFolder, Status, run_info
+from gan_core.folder.run_folder import RunFolder, Status, run_info
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="no torch.distributed here")
 
@@ -288,7 +288,7 @@ def test_nproc_zero_is_refused_and_creates_nothing(tmp_path):
 
 
 def test_nproc_without_torchrun_is_refused_and_creates_nothing(tmp_path, monkeypatch):
-    monkeypatch.setattr(gan_core.distributed, "torchrun_missing", lambda: "no torchrun (test)")
+    monkeypatch.setattr(gan_core.training.distributed, "torchrun_missing", lambda: "no torchrun (test)")
     code, out, err = cli(*train_args(tmp_path / "runs", "missing", "--nproc", 2))
     assert code == 2 and out == "" and err.strip() == "error: --nproc 2 needs torchrun: no torchrun (test)"
     assert not (tmp_path / "runs").exists()

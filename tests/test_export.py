@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from gan_core.export import picture, png_bytes
+from gan_core.engine.export import picture, png_bytes
 
 
 def decode(data: bytes) -> Image.Image:

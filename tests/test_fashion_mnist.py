@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from gan_core import idx
 from gan_core.cli import main
-from gan_core.data import load_dataset, offline_source
+from gan_core.engine import idx
+from gan_core.engine.data import load_dataset, offline_source
 
 SYSTEM = idx.SYSTEM_FOLDERS["fashion-mnist"]
 pytestmark = pytest.mark.skipif(

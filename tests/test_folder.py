@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from gan_core.config import ConfigError
-from gan_core.folder import (
+from gan_core.engine.presets import resolve
+from gan_core.folder.run_folder import (
     CHECKPOINT_FORMAT,
     CheckpointError,
     RunFolder,
@@ -22,7 +23,6 @@ from gan_core.folder import (
     list_runs,
     run_info,
 )
-from gan_core.presets import resolve
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -115,7 +115,7 @@ def test_one_writer_per_folder(folder):
 
 
 def test_a_stale_lock_of_a_killed_process_is_taken_over(folder):
-    script = ("import sys, time; from gan_core.folder import RunFolder\n"
+    script = ("import sys, time; from gan_core.folder.run_folder import RunFolder\n"
               "lock = RunFolder(sys.argv[1]).lock(); print('locked', flush=True); time.sleep(60)")  # fmt: skip
     proc = subprocess.Popen([sys.executable, "-c", script, str(folder.path)], cwd=ROOT, stdout=subprocess.PIPE,
                             text=True)  # fmt: skip

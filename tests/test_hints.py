@@ -1,4 +1,4 @@
-"""Tests for gan_core.hints: synthetic histories for each failure mode, a healthy run, and the cost on 1e6 rows."""
+"""Tests for gan_core.quality.hints: synthetic histories for each failure mode, a healthy run, and the cost on 1e6 rows."""
 
 import dataclasses
 import time
@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from gan_core.hints import Hint, failure_hints, quality_hints
+from gan_core.quality.hints import Hint, failure_hints, quality_hints
 
 RNG = np.random.default_rng(0)
 

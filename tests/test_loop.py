@@ -6,11 +6,11 @@ import pytest
 import torch
 from conftest import tiny_images, tiny_points, wait_for
 
-from gan_core import plan
-from gan_core.folder import Status
-from gan_core.loop import Diverged, Hook, StepResult, TrainingLoop
-from gan_core.presets import resolve
-from gan_core.run import Run
+from gan_core.engine.presets import resolve
+from gan_core.folder.run_folder import Status
+from gan_core.training import plan
+from gan_core.training.loop import Diverged, Hook, StepResult, TrainingLoop
+from gan_core.training.run import Run
 
 
 def new_plan(tmp_path, name="run", data=None, **overrides):
@@ -126,7 +126,9 @@ def test_the_thread_driver_pauses_steps_and_saves_on_request(tmp_path):
 
 
 def test_a_slow_run_draws_a_live_grid_between_saved_ones(tmp_path, monkeypatch):
-    monkeypatch.setattr("gan_core.loop.LIVE_GRID_SECONDS", 0.0)  # every iteration counts as slow here
+    monkeypatch.setattr(
+        "gan_core.training.loop.LIVE_GRID_SECONDS", 0.0
+    )  # every iteration counts as slow here
     loop = TrainingLoop(new_plan(tmp_path, sample_every=1000))
     for _ in range(3):
         loop.step()

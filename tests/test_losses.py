@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from gan_core.losses import LOSSES, d_loss, g_loss, gradient_penalty
+from gan_core.engine.losses import LOSSES, d_loss, g_loss, gradient_penalty
 
 REAL = torch.tensor([2.0, -1.0])  # D's raw outputs on two real samples
 FAKE = torch.tensor([0.5, -3.0])  # ... and on two fakes

@@ -8,22 +8,22 @@ import pytest
 import torch
 from conftest import tiny_points, wait_for
 
-from gan_core.data import TOYS, to_model_range
-from gan_core.feature_metrics import kernel_inception_distance, knn_radii, prdc
-from gan_core.folder import RunFolder
-from gan_core.hints import quality_hints
-from gan_core.loop import TrainingLoop
-from gan_core.metrics import (
+from gan_core.engine.data import TOYS, to_model_range
+from gan_core.engine.presets import resolve
+from gan_core.engine.sampling import load_sampler
+from gan_core.folder.run_folder import RunFolder
+from gan_core.quality.feature_metrics import kernel_inception_distance, knn_radii, prdc
+from gan_core.quality.hints import quality_hints
+from gan_core.quality.metrics import (
     _split,
     evaluate_sampler,
     frechet_distance,
     gaussian,
     toy_metrics,
 )
-from gan_core.plan import new_run
-from gan_core.presets import resolve
-from gan_core.run import start_run
-from gan_core.sampling import load_sampler
+from gan_core.training.loop import TrainingLoop
+from gan_core.training.plan import new_run
+from gan_core.training.run import start_run
 
 
 def test_toy_metrics_count_modes_and_quality():

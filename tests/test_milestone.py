@@ -1,4 +1,4 @@
-"""The recognisable mark (gan_core.milestone): the rule against held-out real images' share, the one event a run
+"""The recognisable mark (gan_core.folder.milestone): the rule against held-out real images' share, the one event a run
 logs at its first measurement that reaches it, kept through a resume and a branch, read back by a watcher of the
 folder; `evaluate` prints the real images' share; the monitor names the iteration and draws it on the quality
 charts."""
@@ -13,16 +13,17 @@ from streamlit.testing.v1 import AppTest
 from test_cli import cli
 
 from dashboard.registry import registry
-from gan_core import milestone, plan
-from gan_core.data import to_model_range
-from gan_core.folder import RunFolder, Status
-from gan_core.loop import TrainingLoop
-from gan_core.metrics import ImageEvaluator, _split
-from gan_core.milestone import Mark
-from gan_core.presets import resolve
-from gan_core.recorder import CSV_COLUMNS
-from gan_core.run import resume_run, start_run
-from gan_core.watch import FolderRun
+from gan_core.engine.data import to_model_range
+from gan_core.engine.presets import resolve
+from gan_core.folder import milestone
+from gan_core.folder.milestone import Mark
+from gan_core.folder.run_folder import RunFolder, Status
+from gan_core.folder.watch import FolderRun
+from gan_core.quality.metrics import ImageEvaluator, _split
+from gan_core.training import plan
+from gan_core.training.loop import TrainingLoop
+from gan_core.training.recorder import CSV_COLUMNS
+from gan_core.training.run import resume_run, start_run
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = (
@@ -143,7 +144,9 @@ def test_an_image_run_logs_its_first_recognisable_measurement_once(
 
 def test_a_toy_run_marks_the_first_measurement_with_every_mode(tmp_path, monkeypatch):
     modes = iter([3.0, 8.0, 5.0])
-    monkeypatch.setattr("gan_core.metrics.toy_metrics", lambda points, dataset: {"modes": next(modes)})
+    monkeypatch.setattr(
+        "gan_core.quality.metrics.toy_metrics", lambda points, dataset: {"modes": next(modes)}
+    )
     config, knobs = resolve("ring", device="cpu", threads=1, iterations=6, eval_every=2, batch_size=32)
     loop = finish(plan.new_run(config, knobs, runs_dir=tmp_path, name="ring", data=tiny_points()))
     [event] = marks(loop.folder.path)
@@ -153,7 +156,9 @@ def test_a_toy_run_marks_the_first_measurement_with_every_mode(tmp_path, monkeyp
 def test_evaluate_prints_the_real_images_recognisable_share(
     tmp_path, data_dir, digits_evaluator, monkeypatch
 ):
-    monkeypatch.setattr("gan_core.metrics.inception_fid", lambda *args: "not computed: no network in a test")
+    monkeypatch.setattr(
+        "gan_core.quality.metrics.inception_fid", lambda *args: "not computed: no network in a test"
+    )
     config, knobs = resolve(None, arch="mlp", dataset="digits", device="cpu", threads=1, iterations=2, eval_every=0,
                             batch_size=16, data_dir=str(data_dir))  # fmt: skip
     loop = finish(plan.new_run(config, knobs, runs_dir=tmp_path, name="eval"))

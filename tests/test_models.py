@@ -1,4 +1,4 @@
-"""Tests for gan_core.models: shapes, ranges, gradients, initialisation and the reference designs' sizes."""
+"""Tests for gan_core.engine.models: shapes, ranges, gradients, initialisation and the reference designs' sizes."""
 
 import math
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from gan_core.models import ARCHS, ModelSpec, build_models
+from gan_core.engine.models import ARCHS, ModelSpec, build_models
 
 Z_DIM, K, B = 100, 10, 4
 

@@ -17,10 +17,10 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard.pages_common import NO_RUNS
 from dashboard.registry import registry
-from gan_core.folder import RunFolder, list_runs
-from gan_core.history import COLUMNS
-from gan_core.presets import resolve
-from gan_core.run import start_run
+from gan_core.engine.presets import resolve
+from gan_core.folder.history import COLUMNS
+from gan_core.folder.run_folder import RunFolder, list_runs
+from gan_core.training.run import start_run
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES, RUNS = str(ROOT / "pages" / "1_Samples.py"), str(ROOT / "pages" / "2_Runs.py")

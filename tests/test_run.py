@@ -9,13 +9,13 @@ import torch
 from conftest import tiny_images, tiny_points, wait_for
 
 from gan_core.config import ConfigError
-from gan_core.folder import RunFolder, run_info
-from gan_core.history import History, downsample
-from gan_core.losses import LOSSES
-from gan_core.models import ARCHS
-from gan_core.presets import check_compatible, resolve
-from gan_core.run import resume_run, start_run
-from gan_core.trainer import Trainer
+from gan_core.engine.losses import LOSSES
+from gan_core.engine.models import ARCHS
+from gan_core.engine.presets import check_compatible, resolve
+from gan_core.engine.trainer import Trainer
+from gan_core.folder.history import History, downsample
+from gan_core.folder.run_folder import RunFolder, run_info
+from gan_core.training.run import resume_run, start_run
 
 
 def compatible_pairs():
@@ -258,7 +258,7 @@ def test_interpreter_exit_stops_and_saves_a_live_run(tmp_path):
     import sys
 
     script = (
-        "from gan_core.presets import resolve; from gan_core.run import start_run; import time\n"
+        "from gan_core.engine.presets import resolve; from gan_core.training.run import start_run; import time\n"
         "config, knobs = resolve('ring', device='cpu', iterations=10**6, batch_size=32)\n"
         f"run = start_run(config, knobs, runs_dir={str(tmp_path)!r}, name='live')\n"
         "while run.iteration < 5: time.sleep(0.01)\n"

@@ -8,15 +8,15 @@ import torch
 from conftest import tiny_images
 from PIL import Image
 
-from gan_core import plan
 from gan_core.cli import build_parser
 from gan_core.commands import _settings
 from gan_core.config import ConfigError, Knobs, RunConfig
-from gan_core.folder import Status
-from gan_core.loop import TrainingLoop
-from gan_core.presets import resolve
-from gan_core.sampling import generate, latents, load_sampler
-from gan_core.trainer import Trainer
+from gan_core.engine.presets import resolve
+from gan_core.engine.sampling import generate, latents, load_sampler
+from gan_core.engine.trainer import Trainer
+from gan_core.folder.run_folder import Status
+from gan_core.training import plan
+from gan_core.training.loop import TrainingLoop
 
 OPTIONS = {
     "bf16": dict(precision="bf16"),

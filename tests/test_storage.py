@@ -18,10 +18,11 @@ import torch
 from test_cli import cli
 from test_loop import new_plan
 
-import gan_core.recorder
-from gan_core import plan, storage
-from gan_core.folder import RunFolder, Status
-from gan_core.loop import TrainingLoop
+import gan_core.training.recorder
+from gan_core.folder import storage
+from gan_core.folder.run_folder import RunFolder, Status
+from gan_core.training import plan
+from gan_core.training.loop import TrainingLoop
 
 TRAIN = ("train", "--arch", "mlp", "--dataset", "digits", "--batch-size", 16, "--device", "cpu", "--eval-every", 0,
          "--threads", 1)  # fmt: skip
@@ -166,7 +167,7 @@ def test_a_full_disk_writing_metrics_or_a_grid_says_the_same_and_the_end_of_the_
     tmp_path, disk, monkeypatch, what, written
 ):
     # the rows wait to be recorded: iteration 5's for the flush below
-    monkeypatch.setattr(gan_core.recorder, "FLUSH_SECONDS", 1e9)
+    monkeypatch.setattr(gan_core.training.recorder, "FLUSH_SECONDS", 1e9)
     loop = TrainingLoop(new_plan(tmp_path, iterations=10, checkpoint_every=4, sample_every=100))
     run = loop.folder.path
     for _ in range(5):

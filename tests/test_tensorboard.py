@@ -5,12 +5,13 @@ import pytest
 from conftest import tiny_points
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from gan_core import plan, tensorboard
 from gan_core.cli import main
 from gan_core.config import ConfigError
-from gan_core.folder import Status
-from gan_core.loop import TrainingLoop
-from gan_core.presets import resolve
+from gan_core.engine import presets
+from gan_core.engine.presets import resolve
+from gan_core.folder.run_folder import Status
+from gan_core.training import plan
+from gan_core.training.loop import TrainingLoop
 
 
 def test_a_run_writes_its_curves_and_grids_as_tensorboard_events(tmp_path):
@@ -36,7 +37,7 @@ def test_a_run_writes_its_curves_and_grids_as_tensorboard_events(tmp_path):
 
 
 def test_without_the_package_tensorboard_is_refused_with_what_to_install(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(tensorboard.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(presets.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ConfigError, match="pip install tensorboard"):
         resolve("ring", tensorboard=True)
     code = main(["train", "--preset", "ring", "--tensorboard", "--runs-dir", str(tmp_path / "runs")])

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from dashboard.uploads import UploadError, extract_images
-from gan_core.data import load_folder
+from gan_core.engine.data import load_folder
 
 
 def image_bytes(color=(200, 30, 30), fmt: str = "PNG", size: int = 8) -> bytes:

@@ -1,4 +1,4 @@
-"""Watching a run through its folder (gan_core.watch) and the app attached to runs it does not train: incremental
+"""Watching a run through its folder (gan_core.folder.watch) and the app attached to runs it does not train: incremental
 reading, interrupted runs, a run started from the command line watched and tuned on the Train page, a run the app
 launched in its own processes and found again by a restarted server."""
 
@@ -19,11 +19,11 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard.registry import registry
 from gan_core.config import ConfigError
-from gan_core.folder import RunFolder, Status, run_info
-from gan_core.plan import resume
-from gan_core.presets import resolve
-from gan_core.run import start_run
-from gan_core.watch import FolderRun, Tail, parse_rows
+from gan_core.engine.presets import resolve
+from gan_core.folder.run_folder import RunFolder, Status, run_info
+from gan_core.folder.watch import FolderRun, Tail, parse_rows
+from gan_core.training.plan import resume
+from gan_core.training.run import start_run
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 120

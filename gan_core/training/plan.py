@@ -10,14 +10,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import milestone, storage
-from .config import ConfigError, Knobs, RunConfig, from_dict
-from .data import Data, load_dataset
-from .folder import FolderLock, FollowerFolder, RunFolder, RunLocked
-from .models import ARCHS
-from .presets import check_compatible, check_data
-from .storage import runs_root, timestamp_name
-from .trainer import resolve_device
+from ..config import ConfigError, Knobs, RunConfig, from_dict
+from ..engine.data import Data, load_dataset
+from ..engine.models import ARCHS
+from ..engine.presets import check_compatible, check_data
+from ..engine.trainer import resolve_device
+from ..folder import milestone, storage
+from ..folder.run_folder import FolderLock, FollowerFolder, RunFolder, RunLocked
+from ..folder.storage import runs_root, timestamp_name
 
 if TYPE_CHECKING:
     from .distributed import Group

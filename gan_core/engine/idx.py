@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import torch
 
-from .config import DataError
+from ..config import DataError
 
 IMAGES_MAGIC, LABELS_MAGIC = 0x00000803, 0x00000801  # unsigned bytes, 3 and 1 dimensions
 SIDE = 28

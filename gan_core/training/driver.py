@@ -16,12 +16,12 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import NamedTuple
 
-from .config import ConfigError, Knobs
-from .control import POLL_SECONDS, Request
+from ..config import ConfigError, Knobs
+from ..engine.trainer import device_label
+from ..folder.control import POLL_SECONDS, Request
+from ..folder.run_folder import Status
 from .distributed import Decision, peer_lost
-from .folder import Status
 from .loop import CHECKPOINT_SECONDS, Interrupted, TrainingLoop
-from .trainer import device_label
 
 SYNC_SECONDS = 0.25  # a group's boundaries: about this far apart, and at most MAX_SYNC_ITERATIONS
 MAX_SYNC_ITERATIONS = 256

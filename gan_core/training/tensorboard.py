@@ -3,10 +3,9 @@ shows our runs beside a user's others. Optional: it needs the `tensorboard` pack
 
 from __future__ import annotations
 
-import importlib.util
 from typing import TYPE_CHECKING
 
-from .config import ConfigError
+from ..engine.presets import check_tensorboard
 from .loop import Hook, StepResult
 
 if TYPE_CHECKING:
@@ -25,19 +24,12 @@ QUALITY = {"fd": "quality/classifier FD", "recognisable": "quality/recognisable"
            "modes": "quality/modes captured", "high_quality": "quality/high-quality fraction"}  # fmt: skip
 
 
-def check_available() -> None:
-    """ConfigError, saying what to install, when TensorBoard's writer cannot be had."""
-    if importlib.util.find_spec("tensorboard") is None:
-        raise ConfigError("tensorboard: the tensorboard package is not installed: pip install tensorboard "
-                          "(or leave TensorBoard off)")  # fmt: skip
-
-
 class TensorBoardHook(Hook):
     """Each newly recorded block's last row as scalars (about four points a second), each quality measurement,
     and each saved grid as an image, at its iteration."""
 
     def __init__(self, loop: TrainingLoop):
-        check_available()
+        check_tensorboard()
         from torch.utils.tensorboard import SummaryWriter
 
         self.writer = SummaryWriter(str(loop.folder.tensorboard_dir))

@@ -15,14 +15,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import milestone
-from .config import ConfigError
-from .data import TOYS, Data, load_dataset, to_model_range
+from ..config import ConfigError
+from ..engine.data import TOYS, Data, load_dataset, to_model_range
+from ..engine.models import ARCHS
+from ..engine.sampling import Sampler, generate, latents
+from ..folder import milestone
+from ..folder.history import QUALITY_COLUMNS
+from ..folder.storage import atomic_save, load_tensors
 from .feature_metrics import kernel_inception_distance, knn_radii, prdc
-from .history import QUALITY_COLUMNS
-from .models import ARCHS
-from .sampling import Sampler, generate, latents
-from .storage import atomic_save, load_tensors
 
 __all__ = [
     "QUALITY_COLUMNS", "QualityMonitor", "evaluate_sampler", "image_evaluator", "inception_fid", "toy_metrics",

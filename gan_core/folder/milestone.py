@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
-    from .folder import RunFolder
+    from .run_folder import RunFolder
 
 EVENT = "recognisable"  # the event's kind in events.jsonl: logged once per run
 SHARE_OF_REAL = 0.5  # recognisable: at least half the share of recognisable images that real images score

@@ -9,10 +9,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import ConfigError, RunConfig
+from ..config import ConfigError, RunConfig
+from ..folder.run_folder import CheckpointError, RunFolder
 from .data import load_dataset
 from .export import picture
-from .folder import CheckpointError, RunFolder
 from .models import ARCHS, ModelSpec, build_models
 
 

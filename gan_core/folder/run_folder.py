@@ -29,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import ConfigError, Knobs, RunConfig, from_dict, to_json
 from . import control, lock, storage
-from .config import ConfigError, Knobs, RunConfig, from_dict, to_json
 from .lock import FolderLock, Owner
 
 CONFIG, METRICS, EVENTS, LOCK = "config.json", "metrics.csv", "events.jsonl", "lock"
@@ -190,9 +190,7 @@ class RunFolder:
         return self.path / SAMPLES / f"iter_{iteration:07d}.png"
 
     def save_grid(self, image: np.ndarray, iteration: int) -> None:
-        from . import export  # torchvision: not needed to read or steer a run
-
-        export.save_png(image, self.grid_path(iteration))
+        storage.save_png(image, self.grid_path(iteration))
 
     @property
     def live_grid_path(self) -> Path:
@@ -200,9 +198,7 @@ class RunFolder:
         return self.path / SAMPLES / LIVE_GRID
 
     def save_live_grid(self, image: np.ndarray) -> None:
-        from . import export
-
-        export.save_png(image, self.live_grid_path)
+        storage.save_png(image, self.live_grid_path)
 
     @property
     def tensorboard_dir(self) -> Path:

@@ -19,16 +19,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from . import milestone, storage
-from .config import Knobs
-from .export import picture
-from .folder import Status
-from .losses import LOSSES
-from .metrics import QualityMonitor
-from .models import ARCHS
+from ..config import Knobs
+from ..engine.export import picture
+from ..engine.losses import LOSSES
+from ..engine.models import ARCHS
+from ..engine.trainer import Trainer, points_bounds, resolve_device
+from ..folder import milestone, storage
+from ..folder.run_folder import Status
+from ..quality.metrics import QualityMonitor
 from .plan import RunPlan
 from .recorder import Recorder
-from .trainer import Trainer, points_bounds, resolve_device
 
 CHECKPOINT_SECONDS = 120  # a slow run also checkpoints at least this often
 LIVE_GRID_SECONDS = 3.0  # between saved grids, the monitor's grid is drawn at least this often

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 
 def runs_root(path: str | Path | None = None) -> Path:
@@ -273,3 +274,28 @@ def read_jsonl(path: Path) -> list[dict]:
         if isinstance(record, dict):
             records.append(record)
     return records
+
+
+# ---- pictures
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    """PNG of a uint8 picture, grey ones as one channel, at zlib's fastest level: a grid is saved every
+    `sample_every` iterations on the training thread (a 242-px RGB grid took 30 ms at the default level,
+    as grey at level 1 5 ms; the files are 5% larger than at level 6)."""
+    if (
+        image.ndim == 3
+        and image.shape[-1] == 3
+        and (image[..., 0] == image[..., 1]).all()
+        and (image[..., 1] == image[..., 2]).all()
+    ):
+        image = image[..., :1]
+    buffer = io.BytesIO()
+    Image.fromarray(image.squeeze(-1) if image.ndim == 3 and image.shape[-1] == 1 else image).save(
+        buffer, "PNG", compress_level=1
+    )
+    return buffer.getvalue()
+
+
+def save_png(image: np.ndarray, path: Path) -> None:
+    atomic_write(Path(path), png_bytes(image))

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
+from ..config import ConfigError, Knobs
 from . import storage
-from .config import ConfigError, Knobs
 
 KINDS = ("knobs", "pause", "continue", "step", "stop", "save")
 POLL_SECONDS = 0.2  # how often a training run lists its control directory (also while paused)

@@ -13,6 +13,8 @@ QUALITY_COLUMNS = (
     "diversity", "precision", "recall", "density", "coverage", "kid", "modes", "high_quality",
 )  # fmt: skip  # measured every so often (gan_core.metrics); blank in metrics.csv in between
 
+QUALITY_TABLE = ("iteration", *QUALITY_COLUMNS)  # the sparse table of quality measurements
+
 
 class History:
     """Float32 rows of COLUMNS; about 52 bytes an iteration, so a million iterations take ~55 MB.

@@ -12,22 +12,18 @@ import queue
 import signal
 import threading
 import weakref
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
+from ..config import ConfigError, Knobs, RunConfig
+from ..engine.data import Data
+from ..engine.trainer import device_label, resolve_device
+from ..folder.history import COLUMNS, QUALITY_TABLE, History
+from ..folder.run_folder import Status
+from ..folder.snapshot import Snapshot
 from . import plan as plans
-from .config import ConfigError, Knobs, RunConfig
-from .data import Data
 from .driver import Command, Driver
-from .folder import Status
-from .history import COLUMNS, History
 from .loop import TrainingLoop, failure_reason
-from .milestone import Mark
 from .plan import RunPlan
-from .recorder import QUALITY_TABLE
-from .trainer import device_label, resolve_device
 
 _RUNS: weakref.WeakSet[Run] = weakref.WeakSet()
 
@@ -37,36 +33,6 @@ def _stop_all_runs() -> None:
     """At interpreter exit, stop and save every run still training (no thread is cut off mid-step)."""
     for run in list(_RUNS):
         run.stop(timeout=10)
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """What a UI needs to draw a run, as plain CPU data (numbers, numpy views, uint8 images)."""
-
-    status: Status
-    reason: str
-    iteration: int
-    epoch: int
-    elapsed_s: float
-    target: int
-    images_per_s: float
-    config: RunConfig
-    knobs: Knobs
-    run_dir: Path
-    device: str
-    history: dict[str, np.ndarray]
-    quality: dict[str, np.ndarray]  # sparse: the iterations where sample quality was measured
-    grid: np.ndarray | None  # uint8 (H, W, 3): the latest fixed-latent grid (or 2-D scatter picture)
-    grid_iteration: int
-    points: dict | None  # 2-D data: real, fake (n, 2), field (s, s) of D's probability, bounds
-    quality_note: str | None  # why quality metrics are absent, if they are
-    num_classes: int
-    events: tuple[dict, ...]  # knob changes, as logged
-    recognisable: Mark | None = None  # where the samples first became recognisable (gan_core.milestone)
-
-    @property
-    def active(self) -> bool:
-        return self.status.active
 
 
 class Run:

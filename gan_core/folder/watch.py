@@ -14,12 +14,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .config import ConfigError, Knobs, RunConfig
-from .folder import RunFolder, Status
-from .history import COLUMNS, History
+from ..config import ConfigError, Knobs, RunConfig
+from .history import COLUMNS, QUALITY_TABLE, History
 from .milestone import Mark, follow
-from .recorder import QUALITY_TABLE
-from .run import Snapshot
+from .run_folder import RunFolder, Status
+from .snapshot import Snapshot
 
 
 class Tail:

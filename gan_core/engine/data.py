@@ -20,7 +20,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS, ImageFolder, has_file_al
 from torchvision.datasets.utils import download_and_extract_archive
 from torchvision.transforms.v2 import functional as F
 
-from .config import DataError  # defined beside ConfigError: the command line catches both without torch
+from ..config import DataError  # defined beside ConfigError: the command line catches both without torch
 from .idx import APT_PACKAGES, TRAIN_IMAGES, TRAIN_LABELS, find_pair, idx_folders, read_pair
 
 FLOWERS_URL = "https://storage.googleapis.com/download.tensorflow.org/example_images/flower_photos.tgz"

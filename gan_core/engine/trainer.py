@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..config import DEVICES, ConfigError, Knobs, RunConfig, check_choice
 from .augment import augment
-from .config import DEVICES, ConfigError, Knobs, RunConfig, check_choice
 from .data import Data, random_hflip, to_model_range
 from .losses import LOSSES, d_loss, g_loss, gradient_penalty
 from .models import ARCHS, ModelSpec, build_models

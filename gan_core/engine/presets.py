@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from .config import ConfigError, Knobs, RunConfig, check_choice
+import importlib.util
+
+from ..config import ConfigError, Knobs, RunConfig, check_choice
 from .data import DATASETS, DataFacts, dataset_kind
 from .losses import LOSSES
 from .models import ARCHS
@@ -38,14 +40,19 @@ def preset_settings(preset: str, dataset: str | None = None) -> dict:
     return entry["settings"] | entry.get("on", {}).get(dataset or entry["settings"]["dataset"], {})
 
 
+def check_tensorboard() -> None:
+    """ConfigError, saying what to install, when TensorBoard's writer cannot be had."""
+    if importlib.util.find_spec("tensorboard") is None:
+        raise ConfigError("tensorboard: the tensorboard package is not installed: pip install tensorboard "
+                          "(or leave TensorBoard off)")  # fmt: skip
+
+
 def check_compatible(config: RunConfig, knobs: Knobs) -> None:
     """Refuse combinations that cannot train as asked, with a message that says what would."""
     check_choice("arch", config.arch, list(ARCHS))
     check_choice("loss", config.loss, list(LOSSES))
     if config.tensorboard:
-        from .tensorboard import check_available
-
-        check_available()
+        check_tensorboard()
     arch, loss = ARCHS[config.arch], LOSSES[config.loss]
     kind = dataset_kind(config.dataset)
     if kind == "points" and not arch.points:

@@ -19,8 +19,8 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from .config import ConfigError, Knobs
-from .trainer import Replicas, Trainer, resolve_device
+from ..config import ConfigError, Knobs
+from ..engine.trainer import Replicas, Trainer, resolve_device
 
 TIMEOUT = datetime.timedelta(minutes=30)  # a paused run's other processes wait this long in one collective
 PEER_LOST_SIGNS = ("gloo", "NCCL", "onnection", "Broken pipe", "timed out", "Timed out")

@@ -8,14 +8,13 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 import torch
 
-from .folder import RunFolder
-from .history import COLUMNS, QUALITY_COLUMNS, History
+from ..folder.history import COLUMNS, QUALITY_COLUMNS, QUALITY_TABLE, History
+from ..folder.run_folder import RunFolder
 
 if TYPE_CHECKING:
     from .loop import StepResult
 
 CSV_COLUMNS = COLUMNS + QUALITY_COLUMNS
-QUALITY_TABLE = ("iteration", *QUALITY_COLUMNS)
 FLUSH_ROWS, FLUSH_SECONDS = 256, 0.25  # how often device metrics are read back (one sync each)
 
 

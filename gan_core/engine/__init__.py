@@ -1,0 +1,1 @@
+"""The engine: networks, losses, data, presets, devices, one training iteration, pictures out."""

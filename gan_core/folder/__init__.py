@@ -1,0 +1,1 @@
+"""Reading, writing and steering a run folder; never imports torch."""

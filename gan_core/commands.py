@@ -12,8 +12,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from .cli import REPLAY_FLAGS, RESUME_FLAGS, SETTING_FLAGS, SWITCH_FLAGS, UsageError
-from .config import ConfigError, RunConfig, check_range, from_dict
+from .config import ConfigError, RunConfig, UsageError, check_range, from_dict
 from .engine import export
 from .engine.data import DATASETS, TOYS, offline_source
 from .engine.losses import LOSSES
@@ -21,6 +20,7 @@ from .engine.models import ARCHS
 from .engine.presets import PRESETS, resolve
 from .engine.sampling import generate, latents, load_sampler
 from .engine.trainer import resolve_device
+from .flags import REPLAY_FLAGS, RESUME_FLAGS, SETTING_FLAGS, SWITCH_FLAGS
 from .folder import storage
 from .folder.run_folder import RunFolder, Status
 from .quality.metrics import evaluate_sampler

@@ -24,6 +24,10 @@ PRECISIONS = ("fp32", "bf16")
 COMPILE_MODES = ("none", "default", "reduce-overhead")
 
 
+class UsageError(Exception):
+    """Bad command-line input: printed as one line, exit code 2."""
+
+
 class DataError(ValueError):
     """A data set that cannot be loaded; the message is one line that says what to do."""
 

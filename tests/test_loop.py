@@ -9,7 +9,9 @@ from conftest import tiny_images, tiny_points, wait_for
 from gan_core.engine.presets import resolve
 from gan_core.folder.run_folder import Status
 from gan_core.training import plan
-from gan_core.training.loop import Diverged, Hook, StepResult, TrainingLoop
+from gan_core.training.hooks import Hook
+from gan_core.training.loop import Diverged, TrainingLoop
+from gan_core.training.recorder import StepResult
 from gan_core.training.run import Run
 
 
@@ -127,7 +129,7 @@ def test_the_thread_driver_pauses_steps_and_saves_on_request(tmp_path):
 
 def test_a_slow_run_draws_a_live_grid_between_saved_ones(tmp_path, monkeypatch):
     monkeypatch.setattr(
-        "gan_core.training.loop.LIVE_GRID_SECONDS", 0.0
+        "gan_core.training.hooks.LIVE_GRID_SECONDS", 0.0
     )  # every iteration counts as slow here
     loop = TrainingLoop(new_plan(tmp_path, sample_every=1000))
     for _ in range(3):

@@ -21,7 +21,8 @@ from ..engine.trainer import device_label
 from ..folder.control import POLL_SECONDS, Request
 from ..folder.run_folder import Status
 from .distributed import Decision, peer_lost
-from .loop import CHECKPOINT_SECONDS, Interrupted, TrainingLoop
+from .hooks import checkpoint_due
+from .loop import Interrupted, TrainingLoop
 
 SYNC_SECONDS = 0.25  # a group's boundaries: about this far apart, and at most MAX_SYNC_ITERATIONS
 MAX_SYNC_ITERATIONS = 256
@@ -125,10 +126,8 @@ class Driver:
             self._fold(decision, command)
         if self.stop_requested():
             decision.stop = True
-        if self.group is not None:  # alone, the CheckpointHook saves
-            it = loop.iteration
-            due = it and it % loop.config.checkpoint_every == 0 and loop.last_saved != it
-            decision.save |= bool(due) or loop.seconds_since_save() > CHECKPOINT_SECONDS
+        if self.group is not None:  # alone, the AlonePolicy hook saves
+            decision.save |= checkpoint_due(loop)
         decision.next_boundary = self._next_boundary()
         return decision
 

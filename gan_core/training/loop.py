@@ -5,9 +5,7 @@ from its main thread, the app from one background thread)."""
 from __future__ import annotations
 
 import contextlib
-import os
 import shlex
-import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -24,27 +22,14 @@ from ..engine.export import picture
 from ..engine.losses import LOSSES
 from ..engine.models import ARCHS
 from ..engine.trainer import Trainer, points_bounds, resolve_device
-from ..folder import milestone, storage
+from ..folder import storage
 from ..folder.run_folder import Status
-from ..quality.metrics import QualityMonitor
+from .hooks import Hook, QualityHook, default_hooks
 from .plan import RunPlan
-from .recorder import Recorder
+from .recorder import Recorder, StepResult
 
-CHECKPOINT_SECONDS = 120  # a slow run also checkpoints at least this often
-LIVE_GRID_SECONDS = 3.0  # between saved grids, the monitor's grid is drawn at least this often
 # torch's own default (the physical cores), read at import, before anyone sets it
 DEFAULT_THREADS = torch.get_num_threads()
-
-
-class StepResult(NamedTuple):
-    """What one `step()` did. `metrics` stays on the device: loss_d, loss_g, p_real, p_fake, out_real, out_fake."""
-
-    iteration: int
-    epoch: int
-    d_updates: int
-    lr_g: float
-    lr_d: float
-    metrics: Tensor
 
 
 class Grid(NamedTuple):
@@ -61,16 +46,6 @@ class Diverged(Exception):
 
 class Interrupted(Exception):
     """The run cannot go on, though nothing is wrong with it (another process of its group ended)."""
-
-
-class Hook:
-    """Something done after each step and when the loop closes; subclasses override what they need."""
-
-    def after_step(self, loop: TrainingLoop, step: StepResult) -> None:
-        pass
-
-    def close(self, loop: TrainingLoop) -> None:
-        pass
 
 
 class TrainingLoop:
@@ -90,6 +65,19 @@ class TrainingLoop:
         self.last_saved: int | None = None  # iteration of the last checkpoint written from finite metrics
         self._saved_knobs: Knobs | None = None
         self._state = (Status.RUNNING, "starting")
+        self._build(plan)
+        # only the process that writes the folder draws grids, measures sample quality, and writes what was asked
+        asked = tuple(make(self) for make in plan.asked_hooks()) if self.main else ()
+        self.hooks = default_hooks(self, asked, hooks)
+        self._saved_at = time.monotonic()
+        self.recorder.start_clock()
+        self._set_status(Status.RUNNING, "")
+        if self.iteration and self.main:  # resumed: show where it stands before the next grid is due
+            self.sample()
+
+    def _build(self, plan: RunPlan) -> None:
+        """The device, networks, recorder and quality hook, the checkpoint restored; a failure here ends the run
+        before its first step, with the reason logged."""
         try:
             self.device = self.group.device if self.group else resolve_device(self.config.device)
             # set in the thread that steps the loop: torch keeps its thread count per thread
@@ -97,35 +85,18 @@ class TrainingLoop:
                 torch.set_num_threads(self.config.threads or DEFAULT_THREADS)
             replicas = self.group.replicas() if self.group else None
             self.trainer = Trainer(self.config, self.knobs, self.data, self.device, replicas)
-            world = self.trainer.world
-            self.recorder = Recorder(
-                self.folder, self.config.batch_size * world, LOSSES[self.config.loss].critic
-            )
+            critic = LOSSES[self.config.loss].critic
+            self.recorder = Recorder(self.folder, self.config.batch_size * self.trainer.world, critic)
             if plan.checkpoint is not None:
                 self._restore(plan.checkpoint)
             self.quality = QualityHook(self)
-        except BaseException as exc:  # the run ends before its first step, with the reason logged
+        except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt):
                 self._set_status(Status.STOPPED, "interrupted before its first iteration")
             else:
                 self._fail(exc)
             plan.release()
             raise
-        # only the process that writes the folder draws grids and measures sample quality
-        writing = (self.quality, GridHook()) if self.main else ()
-        if self.main and self.config.tensorboard:
-            from .tensorboard import TensorBoardHook
-
-            writing += (TensorBoardHook(self),)
-        scheduled = (
-            (ScheduleHook(plan.schedule),) if plan.schedule else ()
-        )  # last: as a boundary would apply them
-        self.hooks = (*writing, MetricsHook(), CheckpointHook(), *hooks, *scheduled)
-        self._saved_at = time.monotonic()
-        self.recorder.start_clock()
-        self._set_status(Status.RUNNING, "")
-        if self.iteration and self.main:  # resumed: show where it stands before the next grid is due
-            self.sample()
 
     def _restore(self, checkpoint: dict) -> None:
         note = self.trainer.load_state_dict(checkpoint["trainer"])
@@ -331,121 +302,3 @@ def failure_reason(exc: BaseException, run_dir: Path | None = None, kept: int | 
     resume = f"python -m gan_core train --resume {shlex.quote(str(Path(run_dir).absolute()))}"
     return (f"disk full: {where}; the last good checkpoint (iteration {kept}) is kept; free space and run "
             f"`{resume}` to continue")  # fmt: skip
-
-
-# ---- the hooks every loop has
-
-
-class MetricsHook(Hook):
-    """Each step's metrics into the recorder; read back from the device in blocks (about 4 a second)."""
-
-    def after_step(self, loop: TrainingLoop, step: StepResult) -> None:
-        loop.recorder.add(step, loop.knobs.flip_prob)
-        if (
-            loop.group is None and loop.recorder.due
-        ):  # a group records at the boundaries its processes agree on
-            loop.flush()
-
-
-class GridHook(Hook):
-    """The fixed latents' grid at iteration 1 and every sample_every, saved; in between, on a slow model, a live
-    one at least every LIVE_GRID_SECONDS (one no-grad pass of the fixed latents), so the monitor keeps moving."""
-
-    def after_step(self, loop: TrainingLoop, step: StepResult) -> None:
-        if step.iteration == 1 or step.iteration % loop.config.sample_every == 0:
-            loop.sample()
-        elif time.monotonic() - loop.grid_drawn > LIVE_GRID_SECONDS:
-            loop.sample(save=False)
-
-
-class ScheduleHook(Hook):
-    """Knob changes at the iterations a schedule names (a replay), each applied after the iteration before it,
-    as the original's boundary applied it; logged as any change is."""
-
-    def __init__(self, schedule: dict[int, dict]):
-        self.schedule = schedule
-
-    def after_step(self, loop: TrainingLoop, step: StepResult) -> None:
-        changes = self.schedule.get(step.iteration + 1)
-        if changes:
-            loop.set_knobs(loop.knobs.replace(**changes))
-
-
-class CheckpointHook(Hook):
-    """A checkpoint every checkpoint_every iterations, and at least every CHECKPOINT_SECONDS. (In a group of
-    processes the driver saves instead, at a boundary, once the metrics up to it are agreed.)"""
-
-    def after_step(self, loop: TrainingLoop, step: StepResult) -> None:
-        if loop.group is None and (
-            step.iteration % loop.config.checkpoint_every == 0
-            or loop.seconds_since_save() > CHECKPOINT_SECONDS
-        ):
-            loop.save()
-
-
-class QualityHook(Hook):
-    """Sample-quality metrics every so often, within a budget of the training thread's CPU time; the first
-    measurement that reaches the recognisable mark (gan_core.milestone) is logged, once per run.
-
-    An image data set's classifier is loaded from its cache on the training thread itself, when the first
-    measurement is due (about a second, charged to the budget). Only when it has never been trained on this
-    machine is it trained in a background thread on one low-priority CPU thread: any second thread pool beside
-    the training's own would slow it (bench/README.md)."""
-
-    def __init__(self, loop: TrainingLoop):
-        config = loop.config
-        self.monitor = QualityMonitor(loop.data, loop.device, config.z_dim, loop.trainer.arch.conditional,
-                                      config.data_dir, every=config.eval_every, seed=config.seed)  # fmt: skip
-        self.note: str | None = self.monitor.note  # why there are no quality metrics, if there are none
-        self._stop, self._thread = threading.Event(), None
-        self._folder, self._iteration = loop.folder, loop.iteration
-        self.mark = milestone.find(loop.folder.read_events())  # resumed or branched: it may have one already
-        # The budget counts CPU time of the thread that steps the loop: time paused, stopped or lent to other
-        # processes neither earns measurements nor is charged for them.
-        self._cpu_started = time.thread_time()
-        if self.monitor.kind == "image" and config.eval_every != 0 and not self.monitor.cached:
-            self._thread = threading.Thread(target=self._train_classifier, name="gan-quality", daemon=True)
-            self._thread.start()
-
-    def _train_classifier(self) -> None:
-        with contextlib.suppress(AttributeError, OSError):  # Linux: this thread yields the cores to training
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            self.monitor.prepare(self._stop)
-        except InterruptedError:
-            pass
-        except Exception as exc:  # training goes on without the metrics; say why
-            self._unavailable(exc)
-        finally:
-            torch.set_num_threads(threads)  # torch keeps the count process-wide for threads started later
-
-    def _unavailable(self, exc: Exception) -> None:
-        self.note = f"quality metrics unavailable: {type(exc).__name__}: {exc}"
-        self._folder.log("quality", self._iteration, note=self.note)
-
-    def after_step(self, loop: TrainingLoop, step: StepResult) -> None:
-        self._iteration = step.iteration
-        if not self.monitor.wants(step.iteration, time.thread_time() - self._cpu_started):
-            return
-        if not self.monitor.ready and self._thread is None and self.note is None:
-            try:
-                self.monitor.prepare()  # cached: loaded here, on the training thread
-            except Exception as exc:
-                self._unavailable(exc)
-                return
-        if self.monitor.ready:
-            values = self.monitor.measure(loop.trainer.generator)
-            loop.recorder.add_quality(step.iteration, values)
-            self._mark(loop, step.iteration, values)
-
-    def _mark(self, loop: TrainingLoop, iteration: int, values: dict[str, float]) -> None:
-        detail = None if self.mark is not None else self.monitor.reached(values)
-        if detail is not None:
-            self.mark = milestone.log(loop.folder, iteration, loop.recorder.elapsed_now(), detail)
-
-    def close(self, loop: TrainingLoop) -> None:
-        self._stop.set()  # a classifier still training for this run stops, and is waited for
-        if self._thread is not None:
-            self._thread.join()

@@ -6,6 +6,7 @@ Every check comes before the first file is written, so a refused start or resume
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,6 +19,8 @@ from ..engine.trainer import resolve_device
 from ..folder import milestone, storage
 from ..folder.run_folder import FolderLock, FollowerFolder, RunFolder, RunLocked
 from ..folder.storage import runs_root, timestamp_name
+from .hooks import Hook
+from .tensorboard import TensorBoardHook
 
 if TYPE_CHECKING:
     from .distributed import Group
@@ -40,6 +43,10 @@ class RunPlan:
     @property
     def start_iteration(self) -> int:
         return int(self.checkpoint["iteration"]) if self.checkpoint is not None else 0
+
+    def asked_hooks(self) -> tuple[Callable[..., Hook], ...]:
+        """The optional hooks this run's settings ask for, each made from the loop: TensorBoard's event files."""
+        return (TensorBoardHook,) if self.config.tensorboard else ()
 
     def release(self) -> None:
         if self.lock is not None:

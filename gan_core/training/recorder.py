@@ -3,19 +3,28 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from ..folder.history import COLUMNS, QUALITY_COLUMNS, QUALITY_TABLE, History
 from ..folder.run_folder import RunFolder
 
-if TYPE_CHECKING:
-    from .loop import StepResult
-
 CSV_COLUMNS = COLUMNS + QUALITY_COLUMNS
 FLUSH_ROWS, FLUSH_SECONDS = 256, 0.25  # how often device metrics are read back (one sync each)
+
+
+class StepResult(NamedTuple):
+    """What one `step()` did. `metrics` stays on the device: loss_d, loss_g, p_real, p_fake, out_real, out_fake."""
+
+    iteration: int
+    epoch: int
+    d_updates: int
+    lr_g: float
+    lr_d: float
+    metrics: Tensor
 
 
 class NonFinite(NamedTuple):

@@ -3,13 +3,9 @@ shows our runs beside a user's others. Optional: it needs the `tensorboard` pack
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ..engine.presets import check_tensorboard
-from .loop import Hook, StepResult
-
-if TYPE_CHECKING:
-    from .loop import TrainingLoop
+from .hooks import Hook, LoopView
+from .recorder import StepResult
 
 SCALARS = {  # metrics.csv column -> TensorBoard tag
     "score_g": "scores/generator", "score_d": "scores/discriminator", "loss_g": "losses/generator",
@@ -28,14 +24,14 @@ class TensorBoardHook(Hook):
     """Each newly recorded block's last row as scalars (about four points a second), each quality measurement,
     and each saved grid as an image, at its iteration."""
 
-    def __init__(self, loop: TrainingLoop):
+    def __init__(self, loop: LoopView):
         check_tensorboard()
         from torch.utils.tensorboard import SummaryWriter
 
         self.writer = SummaryWriter(str(loop.folder.tensorboard_dir))
         self._rows, self._quality, self._grid = len(loop.recorder.history), len(loop.recorder.quality), None
 
-    def after_step(self, loop: TrainingLoop, step: StepResult) -> None:
+    def after_step(self, loop: LoopView, step: StepResult) -> None:
         recorder = loop.recorder
         if len(recorder.history) > self._rows:
             self._rows = len(recorder.history)
@@ -54,6 +50,6 @@ class TensorBoardHook(Hook):
             if value is not None and value == value:  # NaN: not measured at this row
                 self.writer.add_scalar(tag, value, step)
 
-    def close(self, loop: TrainingLoop) -> None:
+    def close(self, loop: LoopView) -> None:
         self.after_step(loop, None)  # the last rows and the final grid
         self.writer.close()

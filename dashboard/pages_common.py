@@ -16,6 +16,7 @@ from gan_core.engine.export import gif_bytes, npy_bytes, png_bytes, to_uint8, zi
 from gan_core.engine.sampling import Sampler, generate, interpolate, latents, load_sampler
 from gan_core.folder.run_folder import RunFolder, RunInfo, list_runs
 from gan_core.folder.storage import runs_root
+from gan_core.report import build_report
 from gan_core.training.run import Run
 
 from .registry import registry
@@ -180,6 +181,22 @@ def run_files(info: RunInfo) -> list[Download]:
         Download("Metrics (CSV)", f"{name}-metrics.csv", "text/csv", metrics.read_bytes,
                  None if metrics.is_file() else "No metrics yet."),
     ]  # fmt: skip
+
+
+def report_download(info: RunInfo) -> Download:
+    """The run's report: one self-contained HTML file (gan_core.report), built when the button is clicked."""
+    return Download("Report (HTML)", f"{info.name}-report.html", "text/html",
+                    lambda: build_report(info.path).encode())  # fmt: skip
+
+
+def report_ui(infos: list[RunInfo]) -> None:
+    """Any run's report to download (the Runs page)."""
+    st.subheader("Report")
+    by_name = {info.name: info for info in infos}
+    name = st.selectbox("Run to report", list(by_name), key="report_run")
+    draw_download(report_download(by_name[name]), key="report")
+    st.caption("Settings, knob log, score, loss and quality curves, the grids' time-lapse with a slider, the final "
+               "grid and the hints that fired, in one HTML file that opens offline in any browser.")  # fmt: skip
 
 
 def draw_download(download: Download, key: str) -> None:

@@ -388,6 +388,14 @@ def evaluate(args) -> int:
 # ---- list
 
 
+def report(args) -> int:
+    """One self-contained HTML file of a run; prints its path."""
+    from .report import write_report  # plotly loads only for a report
+
+    print(write_report(args.run_dir, args.out))
+    return 0
+
+
 def _dataset_line(name: str, data_dir: str) -> str:
     """A data set's description and whether it loads offline, and from where (default data_dir)."""
     where = offline_source(name, data_dir)

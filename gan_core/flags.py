@@ -29,6 +29,7 @@ COMMANDS = {
     "train": "train",
     "sample": "sample",
     "evaluate": "evaluate",
+    "report": "report",
     "list": "list_all",
 }  # in commands.py
 REPLAY_FLAGS = ("runs_dir", "name", "nproc", "max_restarts")  # what a replay may be given
@@ -134,5 +135,10 @@ def build_parser() -> Parser:
     evaluate.add_argument("--n", type=int, default=2000, help="generated samples to measure (toys: 2500)")
     evaluate.add_argument("--device", default="auto", choices=DEVICES)
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    report = sub.add_parser(
+        "report", help="one self-contained HTML file of a run: settings, curves, time-lapse, hints"
+    )
+    report.add_argument("run_dir")
+    report.add_argument("--out", required=True, help="the HTML file to write (e.g. run.html)")
     sub.add_parser("list", help="architectures, losses, data sets, presets")
     return parser

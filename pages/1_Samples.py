@@ -145,6 +145,9 @@ def draw_exports(info: RunInfo, stamp: int, sampler: Sampler, request: GridReque
     for column, download in zip(st.columns(3), common.run_files(info), strict=True):
         with column:
             draw_download(download, key=f"file_{download.file_name}")
+    draw_download(common.report_download(info), key="report")
+    st.caption("The report: settings, knob log, curves, the grids' time-lapse and the hints, in one HTML file "
+               "that opens offline.")  # fmt: skip
 
 
 # ---- the page

@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.compare import draw_overlays, side_by_side_ui
-from dashboard.pages_common import NO_RUNS, all_runs, checkpoint_path, live_run
+from dashboard.pages_common import NO_RUNS, all_runs, checkpoint_path, live_run, report_ui
 from dashboard.registry import registry
 from dashboard.sidebar import STATUS_ICONS, page_setup
 from gan_core import ConfigError
@@ -274,6 +274,7 @@ def main() -> None:
     watch_ui(infos)
     draw_overlays(infos)
     side_by_side_ui(infos)
+    report_ui(infos)
     left, right = st.columns(2)
     with left:
         resume_ui(infos)

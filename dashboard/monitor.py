@@ -21,6 +21,7 @@ from gan_core.quality.hints import failure_hints, quality_hints
 from gan_core.training.run import format_elapsed
 
 from . import charts
+from .audience import is_presenter, require_presenter
 from .registry import registry
 
 REFRESH_SECONDS = 1.0
@@ -123,6 +124,7 @@ def draw_monitor() -> None:
         return
     snap = run.snapshot()
     presenting = st.session_state.get(PRESENTATION, False)
+    steer = is_presenter()  # the audience view: the grid, curves and hints, no controls
     (st.title if presenting else st.subheader)(monitor_title(snap))
     draw_status(snap)
     # MATLAB's layout, sized so that title, grid, curves, buttons and knobs fit a 1366x768 screen; presenting,
@@ -138,14 +140,17 @@ def draw_monitor() -> None:
         if presenting:
             if snap.recognisable is not None:  # the progress line names it; presenting, it stands here
                 st.caption(mark_caption(snap))
-            with st.popover("Controls: knobs, pause, step, stop", width="stretch"):
-                draw_buttons(run, snap)
-                draw_controls(run, snap)
+            if steer:
+                with st.popover("Controls: knobs, pause, step, stop", width="stretch"):
+                    draw_buttons(run, snap)
+                    draw_controls(run, snap)
             draw_hints(snap)
             return
-        draw_buttons(run, snap)
+        if steer:
+            draw_buttons(run, snap)
     st.progress(min(1.0, snap.iteration / snap.target), text=progress_text(snap))
-    draw_controls(run, snap)
+    if steer:
+        draw_controls(run, snap)
     draw_hints(snap)
     draw_more_charts(snap)
 
@@ -276,6 +281,7 @@ def draw_hints(snap: Snapshot) -> None:
 
 def _apply(run: Run | FolderRun, name: str, key: str) -> None:
     try:
+        require_presenter("Changing a knob")
         run.update(**{name: st.session_state[key]})
         st.session_state.pop("live-error", None)
     except ConfigError as exc:
@@ -299,6 +305,8 @@ def draw_controls(run: Run | FolderRun, snap: Snapshot) -> None:
 
 
 def draw_buttons(run: Run | FolderRun, snap: Snapshot) -> None:
+    if not is_presenter():  # (never drawn for the audience: no click can come from it)
+        return
     b1, b2, b3, b4 = st.columns(4)
     paused = snap.status is Status.PAUSED
     try:  # a run in another process may end between the page's drawing and a click

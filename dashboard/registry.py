@@ -19,6 +19,8 @@ from gan_core.folder.watch import FolderRun
 from gan_core.training import plan as plans
 from gan_core.training.loop import DEFAULT_THREADS
 
+from .audience import require_presenter
+
 LAUNCHES = (
     ".launch"  # under the runs folder: the settings and output of runs this server started as processes
 )
@@ -43,6 +45,7 @@ class Registry:
     def start(self, config: RunConfig, knobs: Knobs, name: str | None = None) -> Run | FolderRun:
         """Start a run (any previous active run keeps going unless stopped); raises ConfigError/DataError.
         One process: in a thread of this server. More: under torchrun, in a process group of its own."""
+        require_presenter("Starting a run")
         if config.nproc > 1:
             return self.launch(config, knobs, name)
         if config.threads is None:
@@ -53,6 +56,7 @@ class Registry:
     def launch(self, config: RunConfig, knobs: Knobs, name: str | None = None) -> FolderRun:
         """`python -m gan_core train --nproc N` with these settings, in a session of its own (a server that
         stops leaves it training); its output goes to RUNS/.launch/NAME.log."""
+        require_presenter("Starting a run")
         root = runs_root()
         name = _free_name(root, name or timestamp_name(config.preset or config.arch, config.dataset))
         settings = root / LAUNCHES / f"{name}.json"
@@ -62,6 +66,7 @@ class Registry:
     def replay(self, run_dir: Path) -> Run | FolderRun:
         """A new run repeating `run_dir`'s settings and knob changes (gan_core.training.plan.replay), trained as the
         original was: in this server, or on as many processes."""
+        require_presenter("Replaying a run")
         original = RunFolder.open(run_dir)
         config, _ = original.read_config()
         root = runs_root()
@@ -73,6 +78,7 @@ class Registry:
     def branch(self, run_dir: Path, iteration: int, settings: dict, knobs: dict) -> Run | FolderRun:
         """A new run continuing `run_dir` from its kept checkpoint of `iteration` with these settings and knobs
         changed (gan_core.training.plan.branch), trained as the parent was: in this server, or on as many processes."""
+        require_presenter("Branching a run")
         parent = RunFolder.open(run_dir)
         config, _ = parent.read_config()
         root = runs_root()
@@ -115,6 +121,7 @@ class Registry:
 
     def resume(self, run_dir: Path, iterations: int | None = None) -> Run:
         """Continue a run; refused (ConfigError naming the live run) while any process trains into its folder."""
+        require_presenter("Resuming a run")
         return self._add(resume_run(run_dir, iterations=iterations, threads=CPU_THREADS))
 
     def _add(self, run: Run) -> Run:
@@ -141,6 +148,7 @@ class Registry:
 
     def forget(self, run_dir: Path) -> None:
         """Drop a finished run (e.g. before deleting its folder); a live one is stopped first."""
+        require_presenter("Stopping or deleting a run")
         with self._lock:
             run = self.runs.pop(Path(run_dir), None)
             self.watched.pop(Path(run_dir), None)

@@ -7,6 +7,7 @@ import streamlit as st
 from gan_core.folder.run_folder import Status
 from gan_core.training.run import format_elapsed
 
+from .audience import draw_access
 from .registry import registry
 
 STATUS_ICONS = {
@@ -25,6 +26,7 @@ def page_setup(title: str) -> None:
     st.set_page_config(page_title=f"{title} · GAN dashboard", page_icon="🎛️", layout="wide")
     with st.sidebar:
         draw_active_run_status()
+        draw_access()
 
 
 @st.fragment(run_every=REFRESH_SECONDS)

@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from dashboard.audience import READ_ONLY, is_presenter
 from dashboard.form import config_ui
 from dashboard.monitor import PRESENTATION, draw_monitor
 from dashboard.registry import registry
@@ -39,7 +40,9 @@ presenting = st.sidebar.toggle("Presentation view", key=PRESENTATION,
                                "the knobs and buttons one click away under the curves.")  # fmt: skip
 if "started" in st.session_state:
     st.toast(st.session_state.pop("started"))
-if not presenting:
+if not is_presenter():  # the audience: the monitor only, never the set-up (it reads server folders)
+    st.caption(READ_ONLY)
+elif not presenting:
     if idle:
         st.title("Train a GAN")  # while a run trains, the monitor has the screen (1366x768 holds all of it)
     setup_ui(expanded=idle)

@@ -9,6 +9,7 @@ import streamlit as st
 from PIL import Image
 
 from dashboard import pages_common as common
+from dashboard.audience import is_presenter
 from dashboard.monitor import enlarged
 from dashboard.pages_common import Download, draw_download, draw_png
 from dashboard.sidebar import page_setup
@@ -183,7 +184,7 @@ def main() -> None:
         return
     info = common.run_choice_ui(candidates, "Run", key="samples_run")
     run = common.live_run(info.path)
-    if run is not None:
+    if run is not None and is_presenter():  # (it asks the training run for a checkpoint)
         latest_weights_ui(run)
     if not common.checkpoint_path(info.path).is_file():
         st.info("This run has no checkpoint yet: press **Use the latest weights** to write one.")

@@ -8,6 +8,7 @@ import math
 import pandas as pd
 import streamlit as st
 
+from dashboard.audience import READ_ONLY, is_presenter, require_presenter
 from dashboard.compare import draw_overlays, side_by_side_ui
 from dashboard.pages_common import NO_RUNS, all_runs, checkpoint_path, live_run, report_ui
 from dashboard.registry import registry
@@ -116,8 +117,8 @@ def _branch(by_name: dict[str, RunInfo]) -> None:
 
 def _delete(by_name: dict[str, RunInfo]) -> None:
     info = by_name[st.session_state["delete_run"]]
-    registry().forget(info.path)  # a live run stops (and saves) first
     try:
+        registry().forget(info.path)  # a live run stops (and saves) first
         RunFolder(info.path).delete()
     except (ConfigError, OSError) as exc:
         st.session_state["runs_message"] = ("error", f"Cannot delete {info.name}: {exc}")
@@ -171,6 +172,7 @@ def watch_ui(infos: list[RunInfo]) -> None:
     name = st.selectbox("Run to watch", list(by_name), key="watch_run",
                         format_func=lambda n: f"{n} · {by_name[n].status or 'unknown'}")  # fmt: skip
     if st.button("Watch on the Train page", key="watch", type="primary"):
+        require_presenter("Choosing the run the monitor shows")
         registry().watch(by_name[name].path)
         st.switch_page("pages/0_Train.py")
 
@@ -271,10 +273,14 @@ def main() -> None:
         st.info(NO_RUNS)
         return
     draw_table()
-    watch_ui(infos)
+    if is_presenter():
+        watch_ui(infos)
     draw_overlays(infos)
     side_by_side_ui(infos)
     report_ui(infos)
+    if not is_presenter():  # the audience: resume, replay, branch and delete need the presenter's key
+        st.caption(READ_ONLY)
+        return
     left, right = st.columns(2)
     with left:
         resume_ui(infos)

@@ -65,10 +65,10 @@ def draw_access() -> None:
     """In the sidebar: the presenter sees both links (the key stays in the URL); the audience, that it watches."""
     if not networked():
         return
+    key = presenter_key()  # made (and printed in the terminal) at the first visit, whoever it is
     if not is_presenter():
-        st.caption(READ_ONLY)
+        st.caption(f"{READ_ONLY} Presenting? Your link is in the server's terminal.")
         return
-    key = presenter_key()
     st.query_params[KEY] = key  # kept in the address bar: a reload or another page stays the presenter's
     st.caption(f"Presenting. Audience link (read only): {link()}")
     with st.expander("Presenter link"):

@@ -137,7 +137,11 @@ def test_samples_page_shows_a_grid_and_offers_every_export(runs, media):
     assert not at.exception and not at.error
     assert len(at.image) == 3  # the grid, the history's saved grid, the interpolation
     files = downloads(at, media)
-    assert set(files) == {"This picture (PNG)", "Time-lapse (GIF)", "Checkpoint (.pt)", "Metrics (CSV)"}
+    assert set(files) == {"This picture (PNG)", "Time-lapse (GIF)", "Checkpoint (.pt)", "Metrics (CSV)",
+                          "Report (HTML)"}  # fmt: skip
+    report, name = files["Report (HTML)"]
+    assert name == "images-report.html" and report.startswith(b"<!DOCTYPE html>")
+    assert b"<h1>images</h1>" in report
     png, name = files["This picture (PNG)"]
     assert name == "images-samples.png" and png == media[0][at.image[0].value[0]][0]  # the very bytes shown
     assert Image.open(io.BytesIO(png)).size == (5 * 30 + 2, 5 * 30 + 2)  # 25 fixed latents, 28 px + padding

@@ -135,10 +135,12 @@ def build_parser() -> Parser:
     evaluate.add_argument("--n", type=int, default=2000, help="generated samples to measure (toys: 2500)")
     evaluate.add_argument("--device", default="auto", choices=DEVICES)
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
-    report = sub.add_parser(
-        "report", help="one self-contained HTML file of a run: settings, curves, time-lapse, hints"
-    )
-    report.add_argument("run_dir")
-    report.add_argument("--out", required=True, help="the HTML file to write (e.g. run.html)")
+    _report_parser(sub)
     sub.add_parser("list", help="architectures, losses, data sets, presets")
     return parser
+
+
+def _report_parser(sub) -> None:
+    report = sub.add_parser("report", help="one self-contained HTML file of a run: curves, time-lapse, hints")
+    report.add_argument("run_dir")
+    report.add_argument("--out", required=True, help="the HTML file to write (e.g. run.html)")

@@ -169,5 +169,8 @@ def write_report(run_dir: str | Path, out: str | Path) -> Path:
     if not out.parent.is_dir():
         raise ConfigError(f"--out {out}: {out.parent} is not a folder to write it in")
     text = build_report(run_dir)
-    storage.atomic_write(out, text)
+    try:
+        storage.atomic_write(out, text)
+    except OSError as exc:  # (a full disk is storage's DiskFull, which says how much room it needed)
+        raise ConfigError(f"cannot write {out}: {exc.strerror or exc}") from None
     return out

@@ -85,7 +85,7 @@ def figure(title: str, traces: list, y_title: str, knob_events: list[dict]) -> g
     fig = go.Figure([trace for trace in traces if trace is not None])
     for event in knob_events[-30:]:
         fig.add_vline(x=event["iteration"], line=dict(color="#888", dash="dot", width=1))
-    fig.update_layout(title=title, height=340, margin=dict(l=50, r=20, t=50, b=45), template="plotly_white",
+    fig.update_layout(title=title, height=340, showlegend=True, margin=dict(l=50, r=20, t=50, b=45), template="plotly_white",
                       legend=dict(orientation="h", yanchor="bottom", y=1.0, x=1, xanchor="right"))  # fmt: skip
     fig.update_xaxes(title="Iteration")
     fig.update_yaxes(title=y_title)

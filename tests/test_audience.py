@@ -137,3 +137,9 @@ def test_the_audience_is_refused_when_it_calls_the_controls_anyway(served_on_net
     after = live_run.snapshot()
     assert live_run.alive and after.knobs.lr_d == before.knobs.lr_d  # nothing changed
     assert [p.name for p in live_run.run_dir.parent.iterdir()] == [live_run.run_dir.name]  # none started
+
+
+def test_the_samples_page_asks_the_run_for_a_checkpoint_only_for_the_presenter(served_on_network, live_run):
+    latest = "Use the latest weights"
+    assert latest not in [button.label for button in open_page("pages/1_Samples.py").button]
+    assert latest in [button.label for button in open_page("pages/1_Samples.py", key=presenter_key()).button]

@@ -37,11 +37,12 @@ def main() -> int:
     library = sum(len(m) for m in LIBRARY.findall(text))
     pictures = PICTURE.findall(LIBRARY.sub("", text))
     rows = sum(1 for _ in folder.metrics_path.open()) - 1
+    size, shown = len(text.encode()), sum(map(len, pictures))
     print(f"run          {folder.name}: {rows:,} iterations recorded, {len(folder.grids()):,} grids saved")
-    print(f"report       {len(text.encode()):,} bytes ({len(text.encode()) / 2**20:.2f} MiB), built in {took:.1f} s")
+    print(f"report       {size:,} bytes ({size / 2**20:.2f} MiB), built in {took:.1f} s")
     print(f"plotly.js    {library:,} bytes")
-    print(f"pictures     {sum(map(len, pictures)):,} bytes in {len(pictures)} data URIs (time-lapse + final grid)")
-    print(f"the rest     {len(text) - library - sum(map(len, pictures)):,} bytes (curves' data, tables, markup)")
+    print(f"pictures     {shown:,} bytes in {len(pictures)} data URIs (time-lapse + final grid)")
+    print(f"the rest     {len(text) - library - shown:,} bytes (curves' data, tables, markup)")
     return 0
 
 

@@ -22,7 +22,8 @@ from .engine.sampling import generate, latents, load_sampler
 from .engine.trainer import resolve_device
 from .flags import REPLAY_FLAGS, RESUME_FLAGS, SETTING_FLAGS, SWITCH_FLAGS
 from .folder import storage
-from .folder.run_folder import RunFolder, Status
+from .folder.run_folder import RunFolder
+from .folder.status import Status
 from .quality.metrics import evaluate_sampler
 from .training import distributed, plan
 from .training.driver import Driver

@@ -17,8 +17,9 @@ from PIL import Image
 from ..config import ConfigError, Knobs, RunConfig
 from .history import COLUMNS, QUALITY_TABLE, History
 from .milestone import Mark, follow
-from .run_folder import RunFolder, Status
+from .run_folder import RunFolder
 from .snapshot import Snapshot
+from .status import NOTHING_LOGGED, RunState, Status, state_of
 
 
 class Tail:
@@ -99,7 +100,7 @@ class FolderRun:
         self._quality_note: str | None = None
         self._knob_events: tuple[dict, ...] = ()
         self._mark: Mark | None = None
-        self._status: tuple[Status | None, str] = (None, "")
+        self._status = NOTHING_LOGGED
         self._device = ""
         self._knobs = Knobs()
 
@@ -149,7 +150,7 @@ class FolderRun:
     def _read_events(self) -> None:
         text, again = self._events_tail.read()
         if again:
-            self._knob_events, self._status, self._quality_note, self._mark = (), (None, ""), None, None
+            self._knob_events, self._status, self._quality_note, self._mark = (), NOTHING_LOGGED, None, None
         for line in text.splitlines():
             try:
                 event = json.loads(line)
@@ -161,7 +162,7 @@ class FolderRun:
             if kind == "knobs":
                 self._knob_events += (event,)
             elif kind == "status" and event.get("status") in Status._value2member_map_:
-                self._status = (Status(event["status"]), str(event.get("reason", "")))
+                self._status = RunState(Status(event["status"]), str(event.get("reason", "")))
             elif kind == "quality" and event.get("note"):
                 self._quality_note = str(event["note"])
             elif kind in ("start", "resume"):
@@ -188,19 +189,14 @@ class FolderRun:
             return self._grid[1], self._grid[0]
         return self._grid[1], iteration
 
-    def _state(self, beat: dict) -> tuple[Status, str]:
-        logged, reason = self._status
-        if self.folder.live(beat):
-            if beat.get("status") in ("running", "paused"):
-                return Status(beat["status"]), str(beat.get("reason", ""))
-            return logged or Status.RUNNING, reason
-        if self.process is not None and self.process.poll() is None:
-            return Status.RUNNING, "starting"
-        if logged is None:
-            return Status.FAILED, self._launch_error()
-        if logged.active:
-            return Status.INTERRUPTED, f"its process ended while it was {logged}: killed or crashed"
-        return logged, reason
+    def _state(self, beat: dict) -> RunState:
+        live = self.folder.live(beat)
+        if not live and self.process is not None and self.process.poll() is None:
+            return RunState(Status.RUNNING, "starting")
+        if not live and self._status.status is None:
+            return RunState(Status.FAILED, self._launch_error())
+        state = state_of(self._status, live, beat)
+        return state if state.status is not None else RunState(Status.RUNNING, state.reason)
 
     def _launch_error(self) -> str:
         try:
@@ -262,7 +258,7 @@ class FolderRun:
     def pause(self) -> None:
         self.folder.send("pause")
 
-    def resume(self) -> None:
+    def unpause(self) -> None:
         self.folder.send("continue")
 
     def step(self, n: int = 1) -> None:

@@ -19,7 +19,7 @@ from typing import NamedTuple
 from ..config import ConfigError, Knobs
 from ..engine.trainer import device_label
 from ..folder.control import POLL_SECONDS, Request
-from ..folder.run_folder import Status
+from ..folder.status import Status
 from .distributed import Decision, peer_lost
 from .hooks import checkpoint_due
 from .loop import Interrupted, TrainingLoop

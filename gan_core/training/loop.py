@@ -23,7 +23,7 @@ from ..engine.losses import LOSSES
 from ..engine.models import ARCHS
 from ..engine.trainer import Trainer, points_bounds, resolve_device
 from ..folder import storage
-from ..folder.run_folder import Status
+from ..folder.status import RunState, Status
 from .hooks import Hook, QualityHook, default_hooks
 from .plan import RunPlan
 from .recorder import Recorder, StepResult
@@ -64,7 +64,7 @@ class TrainingLoop:
         self.bounds = points_bounds(self.data) if self.data.points else None  # 2-D: the picture's half-width
         self.last_saved: int | None = None  # iteration of the last checkpoint written from finite metrics
         self._saved_knobs: Knobs | None = None
-        self._state = (Status.RUNNING, "starting")
+        self._state = RunState(Status.RUNNING, "starting")
         self._build(plan)
         # only the process that writes the folder draws grids, measures sample quality, and writes what was asked
         asked = tuple(make(self) for make in plan.asked_hooks()) if self.main else ()
@@ -117,7 +117,7 @@ class TrainingLoop:
         return self._state[1]
 
     @property
-    def state(self) -> tuple[Status, str]:
+    def state(self) -> RunState:
         """(status, reason), read together."""
         return self._state
 
@@ -131,7 +131,7 @@ class TrainingLoop:
 
     def _set_status(self, status: Status, reason: str) -> None:
         if (status, reason) != self._state:
-            self._state = (status, reason)
+            self._state = RunState(status, reason)
             self.folder.log("status", self.iteration, status=status.value, reason=reason)
 
     # ---- training

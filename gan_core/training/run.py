@@ -18,8 +18,8 @@ from ..config import ConfigError, Knobs, RunConfig
 from ..engine.data import Data
 from ..engine.trainer import device_label, resolve_device
 from ..folder.history import COLUMNS, QUALITY_TABLE, History
-from ..folder.run_folder import Status
 from ..folder.snapshot import Snapshot
+from ..folder.status import RunState, Status
 from . import plan as plans
 from .driver import Command, Driver
 from .loop import TrainingLoop, failure_reason
@@ -47,7 +47,7 @@ class Run:
         self._commands: queue.SimpleQueue[Command] = queue.SimpleQueue()
         self._stopping = False
         self._loop: TrainingLoop | None = None
-        self._ended: tuple[Status, str] | None = None  # set when the loop could not even be built
+        self._ended: RunState | None = None  # set when the loop could not even be built
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._main, name=f"gan-run-{self.run_dir.name}", daemon=True)
         _RUNS.add(self)
@@ -75,7 +75,8 @@ class Run:
         """Pause after the current iteration; the status reads 'paused' once the thread waits."""
         self._commands.put(Command("pause"))
 
-    def resume(self) -> None:
+    def unpause(self) -> None:
+        """Go on training after a pause."""
         self._commands.put(Command("continue"))
 
     def step(self, n: int = 1) -> None:
@@ -123,9 +124,9 @@ class Run:
     def reason(self) -> str:
         return self._state()[1]
 
-    def _state(self) -> tuple[Status, str]:
+    def _state(self) -> RunState:
         loop = self._loop
-        return self._ended or (loop.state if loop is not None else (Status.RUNNING, "starting"))
+        return self._ended or (loop.state if loop is not None else RunState(Status.RUNNING, "starting"))
 
     @property
     def iteration(self) -> int:
@@ -164,7 +165,7 @@ class Run:
             loop = self._loop = TrainingLoop(self.plan)
         except BaseException as exc:  # logged by the loop; shown here
             kept = self.plan.start_iteration if self.plan.checkpoint is not None else None
-            self._ended = (Status.FAILED, failure_reason(exc, self.plan.folder.path, kept))
+            self._ended = RunState(Status.FAILED, failure_reason(exc, self.plan.folder.path, kept))
             self._done.set()
             return
         driver, error = Driver(loop, inbox=self._commands, stop_requested=self._stop_requested), None

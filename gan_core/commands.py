@@ -12,7 +12,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from .config import ConfigError, RunConfig, UsageError, check_range, from_dict
+from .config import ConfigError, Knobs, RunConfig, UsageError, check_range, flag_names, from_dict
 from .engine import export
 from .engine.data import DATASETS, TOYS, offline_source
 from .engine.losses import LOSSES
@@ -20,7 +20,7 @@ from .engine.models import ARCHS
 from .engine.presets import PRESETS, resolve
 from .engine.sampling import generate, latents, load_sampler
 from .engine.trainer import resolve_device
-from .flags import REPLAY_FLAGS, RESUME_FLAGS, SETTING_FLAGS, SWITCH_FLAGS
+from .flags import REPLAY_FLAGS, RESUME_FLAGS
 from .folder import storage
 from .folder.run_folder import RunFolder
 from .folder.status import Status
@@ -105,7 +105,7 @@ def _branch(args, world: int) -> plan.RunPlan:
         if mode in given:
             raise UsageError(f"--{mode} and --branch cannot be combined: a branch takes its settings from the "
                              "checkpoint it continues")  # fmt: skip
-    knobs = {name: given.pop(name) for name in ("lr_g", "lr_d", "flip_prob") if name in given}
+    knobs = {name: given.pop(name) for name in flag_names(Knobs) if name in given}
     if "d_iters" in given:
         knobs["d_iters"], knobs["d_warmup"] = given.pop("d_iters")
     return plan.branch(run_dir, at, {**given, "nproc": world}, knobs, runs_dir=args.runs_dir, name=args.name)
@@ -113,9 +113,7 @@ def _branch(args, world: int) -> plan.RunPlan:
 
 def _settings(args):
     """RunConfig and Knobs from --config (a run's config.json), a preset, and the flags, checked."""
-    flags = [flag for flag, _ in SETTING_FLAGS] + list(SWITCH_FLAGS)
-    settings = {name: getattr(args, name) for name in (flag[2:].replace("-", "_") for flag in flags)}
-    settings["tensorboard"] = args.tensorboard
+    settings = {name: getattr(args, name) for name in flag_names() if name != "nproc"}  # nproc: the world's
     base: dict = {}
     if args.config:
         path = Path(args.config)
@@ -133,8 +131,7 @@ def _settings(args):
     overrides = {k: v for k, v in settings.items() if v is not None}
     preset = args.preset or base.pop("preset", None)
     base.pop("preset", None)
-    return resolve(preset, **{**base, "d_iters": d_iters, "d_warmup": d_warmup, "device": args.device,
-                              **overrides})  # fmt: skip
+    return resolve(preset, **{**base, "d_iters": d_iters, "d_warmup": d_warmup, **overrides})
 
 
 def drive(run: plan.RunPlan) -> Status:

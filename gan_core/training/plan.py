@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..config import ConfigError, Knobs, RunConfig, from_dict
+from ..config import BRANCH_SETTINGS, ConfigError, Knobs, RunConfig, from_dict
 from ..engine.data import Data, load_dataset
 from ..engine.models import ARCHS
 from ..engine.presets import check_compatible, check_data
@@ -155,14 +155,6 @@ def replay(
     plan.schedule = schedule
     plan.folder.log("replay", 0, of=str(original.path.resolve()), changes=len(schedule))
     return plan
-
-
-# what a branch may set anew: the knobs, and settings that leave the networks' and optimisers' shapes alone
-BRANCH_SETTINGS = (
-    "iterations", "loss", "clip_value", "augment", "hflip", "lr_schedule", "sample_every", "checkpoint_every",
-    "keep_checkpoints", "eval_every", "tensorboard", "device", "threads", "nproc", "precision", "channels_last",
-    "compile", "fused",
-)  # fmt: skip
 
 
 def branch(

@@ -13,9 +13,9 @@ import streamlit as st
 
 from gan_core import Knobs, Run, RunConfig, load_dataset, resume_run, start_run
 from gan_core.config import to_json
-from gan_core.folder.run_folder import RunFolder, list_runs
+from gan_core.folder.run_folder import RunFolder, list_runs, new_run_name
 from gan_core.folder.snapshot import RunHandle
-from gan_core.folder.storage import atomic_write, runs_root, timestamp_name
+from gan_core.folder.storage import atomic_write, runs_root
 from gan_core.folder.watch import FolderRun
 from gan_core.training import plan as plans
 from gan_core.training.loop import DEFAULT_THREADS
@@ -55,7 +55,7 @@ class Registry:
         """`python -m gan_core train --nproc N` with these settings, in a session of its own (a server that
         stops leaves it training); its output goes to RUNS/.launch/NAME.log."""
         root = runs_root()
-        name = _free_name(root, name or timestamp_name(config.preset or config.arch, config.dataset))
+        name = _free_name(root, name or new_run_name(config))
         settings = root / LAUNCHES / f"{name}.json"
         atomic_write(settings, to_json(config, knobs))
         return self._spawn(root, name, ["--config", str(settings), "--nproc", str(config.nproc)])
@@ -66,7 +66,7 @@ class Registry:
         original = RunFolder.open(run_dir)
         config, _ = original.read_config()
         root = runs_root()
-        name = _free_name(root, f"{original.name}-replay")
+        name = _free_name(root, new_run_name(replay_of=original.name))
         if config.nproc > 1:
             return self._spawn(root, name, ["--replay", str(original.path), "--nproc", str(config.nproc)])
         return self._add(Run(plans.replay(original.path, runs_dir=root, name=name)).start())
@@ -77,7 +77,7 @@ class Registry:
         parent = RunFolder.open(run_dir)
         config, _ = parent.read_config()
         root = runs_root()
-        name = _free_name(root, f"{parent.name}-at-{iteration}")
+        name = _free_name(root, new_run_name(branch_of=parent.name, at=iteration))
         if config.nproc > 1:
             flags = [f"--{key.replace('_', '-')}={value}" for key, value in {**settings, **knobs}.items()
                      if key not in ("d_iters", "d_warmup")]  # fmt: skip

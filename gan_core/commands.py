@@ -22,7 +22,7 @@ from .engine.sampling import generate, latents, load_sampler
 from .engine.trainer import resolve_device
 from .flags import REPLAY_FLAGS, RESUME_FLAGS
 from .folder import storage
-from .folder.run_folder import RunFolder
+from .folder.run_folder import RunFolder, new_run_name
 from .folder.status import Status
 from .quality.metrics import evaluate_sampler
 from .training import distributed, plan
@@ -226,12 +226,13 @@ def launch(args) -> int:
             root = Path(args.runs_dir) if args.runs_dir else original.path.parent
             at = args.branch and (args.branch[1] if args.branch[1] is not None else
                                   int(original.branch_point()["iteration"]))  # fmt: skip
-            name = args.name or (f"{original.name}-replay" if args.replay else f"{original.name}-at-{at}")
+            name = args.name or (new_run_name(replay_of=original.name) if args.replay else
+                                 new_run_name(branch_of=original.name, at=at))  # fmt: skip
             argv = [*_without(argv, ("--runs-dir",)), "--runs-dir", str(root)]
         else:
             config, _ = _settings(args)
             root = storage.runs_root(args.runs_dir)
-            name = args.name or storage.timestamp_name(config.preset or config.arch, config.dataset)
+            name = args.name or new_run_name(config)
         RunFolder.check_new(root, name)
         path = root / name
         argv = [*_without(argv, ("--name",)), "--name", name]

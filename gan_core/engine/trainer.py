@@ -138,6 +138,10 @@ class Trainer:
             torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
         self.rng = torch.Generator(device=device).manual_seed(config.seed)  # the permutation (shared)
         self.noise = self.rng if self.world == 1 else self._rank_stream()  # latents, flips, augmentation
+        self._place_data(config, data, device)
+
+    def _place_data(self, config: RunConfig, data: Data, device: torch.device) -> None:
+        """The data set, the fixed latents and the batch order, on the device."""
         self.x = data.x.to(device)
         if self._images_last:
             self.x = self.x.contiguous(memory_format=torch.channels_last)

@@ -401,6 +401,20 @@ def _checked(state, shown: str) -> dict:
     return state
 
 
+# ---- naming
+
+
+def new_run_name(config: RunConfig | None = None, *, replay_of: str | None = None, branch_of: str | None = None,
+                 at: int | None = None) -> str:  # fmt: skip
+    """The default name of a new run folder: RUN-replay for a replay, RUN-at-ITERATION for a branch, else the time,
+    the preset (or architecture) and the data set. The command line, torchrun's relaunch and the app all ask here."""
+    if replay_of is not None:
+        return f"{replay_of}-replay"
+    if branch_of is not None:
+        return f"{branch_of}-at-{at}"
+    return storage.timestamp_name(config.preset or config.arch, config.dataset)
+
+
 # ---- listing
 
 

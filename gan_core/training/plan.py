@@ -17,8 +17,8 @@ from ..engine.models import ARCHS
 from ..engine.presets import check_compatible, check_data
 from ..engine.trainer import resolve_device
 from ..folder import milestone, storage
-from ..folder.run_folder import FolderLock, FollowerFolder, RunFolder, RunLocked
-from ..folder.storage import runs_root, timestamp_name
+from ..folder.run_folder import FolderLock, FollowerFolder, RunFolder, RunLocked, new_run_name
+from ..folder.storage import runs_root
 from .hooks import Hook
 from .tensorboard import TensorBoardHook
 
@@ -64,7 +64,7 @@ def new_run(
     check_compatible(config, knobs)
     device = resolve_device(config.device)
     root = runs_root(runs_dir)
-    name = name or timestamp_name(config.preset or config.arch, config.dataset)
+    name = name or new_run_name(config)
     RunFolder.check_new(root, name)
     data = data or load_dataset(config.dataset, ARCHS[config.arch].image_size, config.data_dir)
     check_data(config, data.facts)
@@ -124,6 +124,12 @@ def resume(
     data = load_dataset(config.dataset, ARCHS[config.arch].image_size, config.data_dir)
     check_data(config, data.facts)
     _check_fits(checkpoint, data, folder)
+    lock, notes = _take_over(folder, config, start_knobs, done, device, note)
+    return RunPlan(folder, config, knobs, data, lock, checkpoint, notes)
+
+
+def _take_over(folder: RunFolder, config: RunConfig, start_knobs: Knobs, done: int, device, note: str | None):
+    """Lock a resumed run's folder and write what the resume changes; returns the lock and the notes to show."""
     lock = folder.lock()
     with _released_on_error(lock):
         if note:  # resuming from previous.pt: the damaged last.pt must not become the next previous.pt
@@ -134,7 +140,7 @@ def resume(
             notes += (f"took over the folder's lock from {lock.stale}, which ended without releasing it",)
         folder.write_config(config, start_knobs)
         folder.log("resume", done, from_iteration=done, device=str(device), notes=list(notes))
-    return RunPlan(folder, config, knobs, data, lock, checkpoint, notes)
+    return lock, notes
 
 
 def replay(
@@ -151,7 +157,9 @@ def replay(
     early = [schedule.pop(it) for it in sorted(schedule) if it <= 1]
     for changes in early:  # in force from the first iteration: the replay starts with them
         knobs = knobs.replace(**changes)
-    plan = new_run(config, knobs, runs_dir or original.path.parent, name or f"{original.name}-replay", data)
+    plan = new_run(
+        config, knobs, runs_dir or original.path.parent, name or new_run_name(replay_of=original.name), data
+    )
     plan.schedule = schedule
     plan.folder.log("replay", 0, of=str(original.path.resolve()), changes=len(schedule))
     return plan
@@ -183,7 +191,13 @@ def branch(
     knobs = start.replace(**knob_changes)
     data = data or load_dataset(config.dataset, ARCHS[config.arch].image_size, config.data_dir)
     _check_fits(checkpoint, data, parent)
-    plan = new_run(config, knobs, runs_dir or parent.path.parent, name or f"{parent.name}-at-{at}", data)
+    plan = new_run(
+        config,
+        knobs,
+        runs_dir or parent.path.parent,
+        name or new_run_name(branch_of=parent.name, at=at),
+        data,
+    )
     plan.checkpoint = checkpoint
     with _released_on_error(plan.lock):
         # its knobs' history is the parent's, then changed
@@ -227,7 +241,7 @@ def _replay_branch(original: RunFolder, config: RunConfig, schedule: dict[int, d
         )
     settings, knobs = {k: getattr(config, k) for k in BRANCH_SETTINGS}, asdict(knobs_at(original, at + 1))
     plan = branch(parent.path, at, settings, knobs, runs_dir or original.path.parent,
-                  name or f"{original.name}-replay", data)  # fmt: skip
+                  name or new_run_name(replay_of=original.name), data)  # fmt: skip
     plan.schedule = {it: changes for it, changes in schedule.items() if it > at + 1}
     plan.folder.log("replay", at, of=str(original.path.resolve()), changes=len(plan.schedule))
     return plan

@@ -9,6 +9,7 @@ import sys
 from .config import ConfigError, DataError, Knobs, UsageError, check_range, flag_names
 from .flags import COMMANDS, build_parser
 from .folder.control import check_request
+from .folder.names import Kind
 from .folder.run_folder import RunFolder, run_info
 
 # ---- control and status: any process, on a run folder
@@ -21,9 +22,9 @@ def control(args) -> int:
     if args.d_iters is not None:
         knobs["d_iters"], knobs["d_warmup"] = args.d_iters
     if knobs:
-        requests.append(("knobs", knobs))
+        requests.append((Kind.KNOBS, knobs))
     if args.step is not None:
-        requests.append(("step", args.step))
+        requests.append((Kind.STEP, args.step))
     elif args.action:
         requests.append((args.action, None))
     if not requests:

@@ -15,13 +15,14 @@ from pathlib import Path
 from .config import ConfigError, Knobs, RunConfig, UsageError, check_range, flag_names, from_dict
 from .engine import export
 from .engine.data import DATASETS, TOYS, offline_source
+from .engine.devices import resolve_device
 from .engine.losses import LOSSES
 from .engine.models import ARCHS
 from .engine.presets import PRESETS, resolve
 from .engine.sampling import generate, latents, load_sampler
-from .engine.trainer import resolve_device
 from .flags import REPLAY_FLAGS, RESUME_FLAGS
 from .folder import storage
+from .folder.names import Event
 from .folder.run_folder import RunFolder, new_run_name
 from .folder.status import Status
 from .quality.metrics import evaluate_sampler
@@ -119,7 +120,7 @@ def _settings(args):
         path = Path(args.config)
         try:
             config, knobs = from_dict(
-                json.loads((path / "config.json" if path.is_dir() else path).read_text())
+                json.loads((RunFolder(path).config_path if path.is_dir() else path).read_text())
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise UsageError(
@@ -242,7 +243,7 @@ def launch(args) -> int:
         code = subprocess.call(command)
     finally:
         signal.signal(signal.SIGINT, previous)
-    status, _ = RunFolder(path).logged_status() if (path / "config.json").is_file() else (None, "")
+    status, _ = RunFolder(path).logged_status() if RunFolder(path).config_path.is_file() else (None, "")
     return EXIT_CODES.get(status, code or 1) if status else (code or 1)
 
 
@@ -271,7 +272,7 @@ def train_ranked(args) -> int:
                 run = _plan(args, group.world, restart=restart)
                 run.group = group
                 if restart or (args.resume and distributed.restart_count()):
-                    run.folder.log("note", run.start_iteration, text=f"torchrun restart {distributed.restart_count()}: "
+                    run.folder.log(Event.NOTE, run.start_iteration, text=f"torchrun restart {distributed.restart_count()}: "
                                    f"resumed from the checkpoint of iteration {run.start_iteration}")  # fmt: skip
                 shared = {"path": str(run.folder.path), "config": asdict(run.config), "knobs": asdict(run.knobs),
                           "checkpoint": run.checkpoint, "schedule": run.schedule}  # fmt: skip

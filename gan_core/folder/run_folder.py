@@ -110,6 +110,14 @@ class RunFolder:
 
     # ---- config
 
+    @property
+    def config_path(self) -> Path:
+        return self.path / CONFIG
+
+    @property
+    def events_path(self) -> Path:
+        return self.path / EVENTS
+
     def write_config(self, config: RunConfig, knobs: Knobs) -> None:
         storage.atomic_write(self.path / CONFIG, to_json(config, knobs))
 

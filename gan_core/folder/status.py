@@ -3,11 +3,12 @@ command line's `status`, the Runs page, the monitor of a run trained elsewhere).
 
 from __future__ import annotations
 
-from enum import Enum
 from typing import NamedTuple
 
+from .names import Event, Name
 
-class Status(str, Enum):
+
+class Status(Name):
     """A run's state, as events.jsonl records it."""
 
     RUNNING = "running"
@@ -17,9 +18,6 @@ class Status(str, Enum):
     FAILED = "failed"  # an exception ended it; the last good checkpoint is kept
     DIVERGED = "diverged"  # a loss became NaN or infinite; the last good checkpoint is kept
     INTERRUPTED = "interrupted"  # its log says it trains, but no process holds its folder: killed or crashed
-
-    def __str__(self) -> str:
-        return self.value
 
     @property
     def active(self) -> bool:
@@ -40,7 +38,11 @@ def logged_state(events: list[dict]) -> RunState:
     """The last status a run's events.jsonl records, with its reason."""
     for event in reversed(events):
         status = event.get("status")
-        if event.get("event") == "status" and isinstance(status, str) and status in Status._value2member_map_:
+        if (
+            event.get("event") == Event.STATUS
+            and isinstance(status, str)
+            and status in Status._value2member_map_
+        ):
             return RunState(Status(status), str(event.get("reason", "")))
     return NOTHING_LOGGED
 

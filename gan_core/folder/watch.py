@@ -17,6 +17,7 @@ from PIL import Image
 from ..config import ConfigError, Knobs, RunConfig
 from .history import COLUMNS, QUALITY_TABLE, History
 from .milestone import Mark, follow
+from .names import Event, Kind
 from .run_folder import RunFolder
 from .snapshot import Snapshot
 from .status import NOTHING_LOGGED, RunState, Status, state_of
@@ -94,7 +95,7 @@ class FolderRun:
         self.notes: tuple[str, ...] = ()
         self._lock = threading.Lock()  # one refresh at a time, whichever tab asks
         self._reset()
-        self._events_tail = Tail(self.folder.path / "events.jsonl")
+        self._events_tail = Tail(self.folder.events_path)
         self._config: tuple[RunConfig, Knobs] | None = None
         self._grid: tuple[int, np.ndarray | None] = (0, None)
         self._quality_note: str | None = None
@@ -123,7 +124,7 @@ class FolderRun:
         self._read_metrics()
         self._read_events()
         beat = self.folder.heartbeat()
-        if self._config is None and (self.folder.path / "config.json").is_file():
+        if self._config is None and self.folder.config_path.is_file():
             self._config = self.folder.read_config()
         return beat
 
@@ -159,13 +160,13 @@ class FolderRun:
             if not isinstance(event, dict):
                 continue
             kind, self._mark = event.get("event"), follow(self._mark, event)
-            if kind == "knobs":
+            if kind == Event.KNOBS:
                 self._knob_events += (event,)
-            elif kind == "status" and event.get("status") in Status._value2member_map_:
+            elif kind == Event.STATUS and event.get("status") in Status._value2member_map_:
                 self._status = RunState(Status(event["status"]), str(event.get("reason", "")))
-            elif kind == "quality" and event.get("note"):
+            elif kind == Event.QUALITY and event.get("note"):
                 self._quality_note = str(event["note"])
-            elif kind in ("start", "resume"):
+            elif kind in (Event.START, Event.RESUME):
                 self._device = str(event.get("device", ""))
                 self._config = None  # a resume may change iterations, device, processes
 
@@ -252,26 +253,26 @@ class FolderRun:
         knobs = self._knobs.replace(
             **changes
         )  # checked here first: ConfigError names the value and its range
-        self.folder.send("knobs", changes)
+        self.folder.send(Kind.KNOBS, changes)
         return knobs
 
     def pause(self) -> None:
-        self.folder.send("pause")
+        self.folder.send(Kind.PAUSE)
 
     def unpause(self) -> None:
-        self.folder.send("continue")
+        self.folder.send(Kind.CONTINUE)
 
     def step(self, n: int = 1) -> None:
-        self.folder.send("step", max(1, int(n)))
+        self.folder.send(Kind.STEP, max(1, int(n)))
 
     def stop(self, wait: bool = True, timeout: float = 30.0) -> None:
-        request = self.folder.send("stop", reply=wait)
+        request = self.folder.send(Kind.STOP, reply=wait)
         if wait:
             self.folder.reply(request, timeout)
 
     def checkpoint_now(self, timeout: float = 30.0) -> bool:
         if self.alive:
-            request = self.folder.send("save", reply=True)
+            request = self.folder.send(Kind.SAVE, reply=True)
             reply = self.folder.reply(request, timeout)
             return reply is not None and reply.applied and self.folder.has_checkpoint()
         return self.folder.has_checkpoint()

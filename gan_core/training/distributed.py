@@ -20,7 +20,8 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from ..config import ConfigError, Knobs, knob_names
-from ..engine.trainer import Replicas, Trainer, resolve_device
+from ..engine.devices import resolve_device
+from ..engine.trainer import Replicas, Trainer
 
 TIMEOUT = datetime.timedelta(minutes=30)  # a paused run's other processes wait this long in one collective
 PEER_LOST_SIGNS = ("gloo", "NCCL", "onnection", "Broken pipe", "timed out", "Timed out")

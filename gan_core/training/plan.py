@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..config import BRANCH_SETTINGS, ConfigError, Knobs, RunConfig, from_dict
-from ..engine.data import Data, load_dataset
-from ..engine.models import ARCHS
+from ..engine.data import Data, data_for
+from ..engine.devices import resolve_device
 from ..engine.presets import check_compatible, check_data
-from ..engine.trainer import resolve_device
 from ..folder import milestone, storage
+from ..folder.names import Event
 from ..folder.run_folder import FolderLock, FollowerFolder, RunFolder, RunLocked, new_run_name
 from ..folder.storage import runs_root
 from .hooks import Hook
@@ -66,7 +66,7 @@ def new_run(
     root = runs_root(runs_dir)
     name = name or new_run_name(config)
     RunFolder.check_new(root, name)
-    data = data or load_dataset(config.dataset, ARCHS[config.arch].image_size, config.data_dir)
+    data = data or data_for(config)
     check_data(config, data.facts)
     folder = RunFolder.create(root, name)
     lock = folder.lock()
@@ -121,7 +121,7 @@ def resume(
         device=device or config.device, threads=threads or config.threads, nproc=nproc,
     )  # fmt: skip
     device = resolve_device(config.device)
-    data = load_dataset(config.dataset, ARCHS[config.arch].image_size, config.data_dir)
+    data = data_for(config)
     check_data(config, data.facts)
     _check_fits(checkpoint, data, folder)
     lock, notes = _take_over(folder, config, start_knobs, done, device, note)
@@ -139,7 +139,7 @@ def _take_over(folder: RunFolder, config: RunConfig, start_knobs: Knobs, done: i
         if lock.stale is not None:
             notes += (f"took over the folder's lock from {lock.stale}, which ended without releasing it",)
         folder.write_config(config, start_knobs)
-        folder.log("resume", done, from_iteration=done, device=str(device), notes=list(notes))
+        folder.log(Event.RESUME, done, from_iteration=done, device=str(device), notes=list(notes))
     return lock, notes
 
 
@@ -161,7 +161,7 @@ def replay(
         config, knobs, runs_dir or original.path.parent, name or new_run_name(replay_of=original.name), data
     )
     plan.schedule = schedule
-    plan.folder.log("replay", 0, of=str(original.path.resolve()), changes=len(schedule))
+    plan.folder.log(Event.REPLAY, 0, of=str(original.path.resolve()), changes=len(schedule))
     return plan
 
 
@@ -189,24 +189,19 @@ def branch(
     config = config.replace(**settings, iterations=target, parent=str(parent.path.resolve()), branched_at=at)
     settings = {k: getattr(config, k) for k in BRANCH_SETTINGS if getattr(config, k) != getattr(base, k)}
     knobs = start.replace(**knob_changes)
-    data = data or load_dataset(config.dataset, ARCHS[config.arch].image_size, config.data_dir)
+    data = data or data_for(config)
     _check_fits(checkpoint, data, parent)
-    plan = new_run(
-        config,
-        knobs,
-        runs_dir or parent.path.parent,
-        name or new_run_name(branch_of=parent.name, at=at),
-        data,
-    )
+    name = name or new_run_name(branch_of=parent.name, at=at)
+    plan = new_run(config, knobs, runs_dir or parent.path.parent, name, data)
     plan.checkpoint = checkpoint
     with _released_on_error(plan.lock):
         # its knobs' history is the parent's, then changed
         plan.folder.write_config(config, knobs_at(parent, 1))
         _inherit(plan.folder, parent, at)
         changed = {k: v for k, v in asdict(knobs).items() if getattr(start, k) != v}
-        plan.folder.log("branch", at, of=str(parent.path.resolve()), settings=settings, knobs=changed)
+        plan.folder.log(Event.BRANCH, at, of=str(parent.path.resolve()), settings=settings, knobs=changed)
         if changed:  # marked on the curves, and repeated by a replay, as a change made by hand at that point
-            plan.folder.log("knobs", at + 1, changes=changed)
+            plan.folder.log(Event.KNOBS, at + 1, changes=changed)
     return plan
 
 
@@ -223,7 +218,7 @@ def _inherit(folder: RunFolder, parent: RunFolder, iteration: int) -> None:
         folder.write_metrics(columns, rows[rows[:, columns.index("iteration")] <= iteration], append=False)
     for it, changes in sorted(knob_schedule(parent.read_events()).items()):
         if 1 < it <= iteration:  # (changes at iteration 1 are in the parent's starting knobs)
-            folder.log("knobs", it, changes=changes)
+            folder.log(Event.KNOBS, it, changes=changes)
     mark = milestone.find(parent.read_events())
     if mark is not None and mark.iteration <= iteration:
         milestone.log(folder, mark.iteration, mark.elapsed_s, mark.detail)
@@ -243,7 +238,7 @@ def _replay_branch(original: RunFolder, config: RunConfig, schedule: dict[int, d
     plan = branch(parent.path, at, settings, knobs, runs_dir or original.path.parent,
                   name or new_run_name(replay_of=original.name), data)  # fmt: skip
     plan.schedule = {it: changes for it, changes in schedule.items() if it > at + 1}
-    plan.folder.log("replay", at, of=str(original.path.resolve()), changes=len(plan.schedule))
+    plan.folder.log(Event.REPLAY, at, of=str(original.path.resolve()), changes=len(plan.schedule))
     return plan
 
 
@@ -251,10 +246,10 @@ def knob_schedule(events: list[dict]) -> dict[int, dict]:
     """{iteration: changes} of a run's knob events, as its final history has them."""
     schedule: dict[int, dict] = {}
     for event in events:
-        if event.get("event") == "resume":  # what came after the checkpoint was lost, and redone
+        if event.get("event") == Event.RESUME:  # what came after the checkpoint was lost, and redone
             start = int(event.get("from_iteration", event.get("iteration", 0)))
             schedule = {it: changes for it, changes in schedule.items() if it <= start}
-        elif event.get("event") == "knobs" and isinstance(event.get("changes"), dict):
+        elif event.get("event") == Event.KNOBS and isinstance(event.get("changes"), dict):
             schedule.setdefault(int(event["iteration"]), {}).update(event["changes"])
     return schedule
 
@@ -272,7 +267,7 @@ def follow(shared: dict, group: Group) -> RunPlan:
     """The run the group's first process planned (`shared`: its folder, settings and checkpoint), for another
     process of the group: it loads the same data and writes nothing."""
     config, knobs = RunConfig(**shared["config"]), Knobs(**shared["knobs"])
-    data = load_dataset(config.dataset, ARCHS[config.arch].image_size, config.data_dir)
+    data = data_for(config)
     schedule = {int(it): changes for it, changes in (shared.get("schedule") or {}).items()} or None
     return RunPlan(FollowerFolder(shared["path"]), config, knobs, data, None, shared["checkpoint"], group=group,
                    schedule=schedule)  # fmt: skip

@@ -16,8 +16,9 @@ from pathlib import Path
 
 from ..config import ConfigError, Knobs, RunConfig
 from ..engine.data import Data
-from ..engine.trainer import device_label, resolve_device
+from ..engine.devices import device_label, resolve_device
 from ..folder.history import COLUMNS, QUALITY_TABLE, History
+from ..folder.names import Kind
 from ..folder.snapshot import Snapshot
 from ..folder.status import RunState, Status
 from . import plan as plans
@@ -68,25 +69,25 @@ class Run:
             if not self.status.active:
                 raise ConfigError(f"the run is {self.status}: its knobs can no longer change")
             self._knobs = knobs = self._knobs.replace(**changes)  # validates: raises ConfigError
-        self._commands.put(Command("knobs", knobs))
+        self._commands.put(Command(Kind.KNOBS, knobs))
         return knobs
 
     def pause(self) -> None:
         """Pause after the current iteration; the status reads 'paused' once the thread waits."""
-        self._commands.put(Command("pause"))
+        self._commands.put(Command(Kind.PAUSE))
 
     def unpause(self) -> None:
         """Go on training after a pause."""
-        self._commands.put(Command("continue"))
+        self._commands.put(Command(Kind.CONTINUE))
 
     def step(self, n: int = 1) -> None:
         """While paused, train n more iterations, then wait again."""
-        self._commands.put(Command("step", max(0, int(n))))
+        self._commands.put(Command(Kind.STEP, max(0, int(n))))
 
     def stop(self, wait: bool = True, timeout: float = 30.0) -> None:
         """End training; the thread saves a checkpoint and exits (within a second for small models)."""
         self._stopping = True  # also read inside an iteration, between D updates
-        self._commands.put(Command("stop"))
+        self._commands.put(Command(Kind.STOP))
         if wait:
             self.wait(timeout)
 
@@ -96,7 +97,7 @@ class Run:
         if not self.alive:
             return self.plan.folder.has_checkpoint()
         done = threading.Event()
-        self._commands.put(Command("save", done=lambda iteration, error: done.set()))
+        self._commands.put(Command(Kind.SAVE, done=lambda iteration, error: done.set()))
         return done.wait(timeout) and self.plan.folder.has_checkpoint()
 
     def wait(self, timeout: float | None = None) -> bool:

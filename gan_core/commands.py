@@ -12,7 +12,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from .config import ConfigError, Knobs, RunConfig, UsageError, check_range, flag_names, from_dict
+from .config import ConfigError, RunConfig, UsageError, check_range, flag_names, from_dict
 from .engine import export
 from .engine.data import DATASETS, TOYS, offline_source
 from .engine.devices import resolve_device
@@ -20,7 +20,6 @@ from .engine.losses import LOSSES
 from .engine.models import ARCHS
 from .engine.presets import PRESETS, resolve
 from .engine.sampling import generate, latents, load_sampler
-from .flags import REPLAY_FLAGS, RESUME_FLAGS
 from .folder import storage
 from .folder.names import Event
 from .folder.run_folder import RunFolder, new_run_name
@@ -70,22 +69,17 @@ def _announce(run: plan.RunPlan) -> None:
 
 def _plan(args, world: int = 1, restart: Path | None = None) -> plan.RunPlan:
     """The run a `train` command describes: new, resumed (--resume), or after a restart (`restart`: its folder)."""
-    if args.replay and not restart:
-        given = [name for name, value in vars(args).items()
-                 if value is not None and name not in ("command", "replay", "argv", *REPLAY_FLAGS)]  # fmt: skip
-        if given:
-            raise UsageError(f"--{given[0].replace('_', '-')} cannot change in a replay: with --replay, give only "
-                             f"{', '.join('--' + f.replace('_', '-') for f in REPLAY_FLAGS)}")  # fmt: skip
+    request = train_request(args)
+    if not restart:
+        request.check()
+    if request.mode == "replay" and not restart:
         return plan.replay(args.replay, runs_dir=args.runs_dir, name=args.name)
-    if args.branch and not restart:
-        return _branch(args, world)
+    if request.mode == "branch" and not restart:
+        (run_dir, at), (settings, knobs) = request.source, request.branch_changes()
+        return plan.branch(
+            run_dir, at, {**settings, "nproc": world}, knobs, runs_dir=args.runs_dir, name=args.name
+        )
     if args.resume or restart:
-        given = [name for name, value in vars(args).items()
-                 if value is not None and name not in ("command", "resume", "argv")]  # fmt: skip
-        refused = [name for name in given if name not in RESUME_FLAGS]
-        if args.resume and refused:
-            raise UsageError(f"--{refused[0].replace('_', '-')} cannot change when a run resumes: with --resume, "
-                             f"give only {', '.join('--' + f.replace('_', '-') for f in RESUME_FLAGS)}")  # fmt: skip
         run = plan.resume(args.resume or restart, iterations=args.iterations, device=args.device,
                           threads=args.threads, nproc=world)  # fmt: skip
         if args.replay:  # a replay restarted by torchrun: its remaining changes
@@ -96,20 +90,12 @@ def _plan(args, world: int = 1, restart: Path | None = None) -> plan.RunPlan:
     return plan.new_run(config.replace(nproc=world), knobs, runs_dir=args.runs_dir, name=args.name)
 
 
-def _branch(args, world: int) -> plan.RunPlan:
-    """`train --branch RUN[@IT]`: the knobs and settings given change; the rest is the checkpoint's."""
-    run_dir, at = args.branch
-    given = {name: value for name, value in vars(args).items()
-             if value is not None and name not in ("command", "branch", "argv", "runs_dir", "name", "nproc",
-                                                   "max_restarts")}  # fmt: skip
-    for mode in ("resume", "replay", "config", "preset"):
-        if mode in given:
-            raise UsageError(f"--{mode} and --branch cannot be combined: a branch takes its settings from the "
-                             "checkpoint it continues")  # fmt: skip
-    knobs = {name: given.pop(name) for name in flag_names(Knobs) if name in given}
-    if "d_iters" in given:
-        knobs["d_iters"], knobs["d_warmup"] = given.pop("d_iters")
-    return plan.branch(run_dir, at, {**given, "nproc": world}, knobs, runs_dir=args.runs_dir, name=args.name)
+def train_request(args) -> plan.TrainRequest:
+    """The TrainRequest of a parsed `train` command line: --d-iters given as d_iters and d_warmup."""
+    given = {name: value for name, value in vars(args).items() if name not in ("command", "argv", "d_iters")}
+    if args.d_iters is not None:
+        given["d_iters"], given["d_warmup"] = args.d_iters
+    return plan.TrainRequest.of(given)
 
 
 def _settings(args):

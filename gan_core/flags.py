@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from .config import DEVICES, RESUME_SETTINGS, Knobs, UsageError, flag_fields
+from .config import DEVICES, Knobs, UsageError, flag_fields
 
 COMMANDS = {
     "train": "train",
@@ -13,9 +13,6 @@ COMMANDS = {
     "evaluate": "evaluate",
     "list": "list_all",
 }  # in commands.py
-# what `train --resume` and `train --replay` may be given besides the run: settings, and how to launch it
-RESUME_FLAGS = (*RESUME_SETTINGS, "max_restarts")
-REPLAY_FLAGS = ("runs_dir", "name", "nproc", "max_restarts")
 FLAG_TYPES = {"int": int, "float": float, "str": str}
 
 

@@ -7,7 +7,8 @@ import dataclasses
 import pytest
 
 from gan_core.config import BRANCH_SETTINGS, DEVICES, RESUME_SETTINGS, Knobs, RunConfig, flag_names
-from gan_core.flags import RESUME_FLAGS, build_parser
+from gan_core.flags import build_parser
+from gan_core.training.plan import RESUME_GIVES
 
 # what `train` had before its flags came from the fields: flag -> (type, help)
 TRAIN = {
@@ -73,4 +74,4 @@ def test_the_flags_are_the_fields_that_say_so():
 def test_the_allowlists_name_fields():
     config = {f.name for f in dataclasses.fields(RunConfig)}
     assert set(RESUME_SETTINGS) <= config and set(BRANCH_SETTINGS) <= config
-    assert RESUME_FLAGS == ("iterations", "device", "threads", "nproc", "max_restarts")
+    assert RESUME_GIVES == ("iterations", "device", "threads", "nproc", "max_restarts")

@@ -11,7 +11,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..config import BRANCH_SETTINGS, ConfigError, Knobs, RunConfig, from_dict
+from ..config import (
+    BRANCH_SETTINGS,
+    RESUME_SETTINGS,
+    ConfigError,
+    Knobs,
+    RunConfig,
+    UsageError,
+    from_dict,
+    knob_names,
+)
 from ..engine.data import Data, data_for
 from ..engine.devices import resolve_device
 from ..engine.presets import check_compatible, check_data
@@ -51,6 +60,54 @@ class RunPlan:
     def release(self) -> None:
         if self.lock is not None:
             self.lock.release()
+
+
+# ---- what `train` asks for
+
+MODES = ("replay", "branch", "resume")  # a request names at most one source; the first of these it names wins
+LAUNCH = ("runs_dir", "name", "nproc", "max_restarts")  # where and on how many processes, whatever the mode
+REPLAY_GIVES = LAUNCH  # a replay repeats its original's settings
+RESUME_GIVES = (*RESUME_SETTINGS, "max_restarts")
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    """One `train`: a new run, or one that goes on from `source` (a run folder; a branch's is (folder, iteration or
+    None)), with the settings, knobs and launch options given (`changes`: only those given, by field name)."""
+
+    mode: str  # new | replay | branch | resume
+    source: object
+    changes: dict
+
+    @classmethod
+    def of(cls, given: dict) -> TrainRequest:
+        """From everything given, by name (None: not given)."""
+        changes = {name: value for name, value in given.items() if value is not None}
+        mode = next((mode for mode in MODES if mode in changes), "new")
+        return cls(mode, changes.pop(mode, None), changes)
+
+    def check(self) -> None:
+        """UsageError, naming the first flag this mode cannot take and what it can."""
+        allowed = {"replay": REPLAY_GIVES, "resume": RESUME_GIVES}.get(self.mode)
+        refused = [name for name in self.changes if allowed is not None and name not in allowed]
+        if refused:
+            doing = "in a replay" if self.mode == "replay" else "when a run resumes"
+            raise UsageError(f"{_flag(refused[0])} cannot change {doing}: with --{self.mode}, give only "
+                             f"{', '.join(map(_flag, allowed))}")  # fmt: skip
+        for mode in ("resume", "replay", "config", "preset") if self.mode == "branch" else ():
+            if mode in self.changes:
+                raise UsageError(f"--{mode} and --branch cannot be combined: a branch takes its settings from the "
+                                 "checkpoint it continues")  # fmt: skip
+
+    def branch_changes(self) -> tuple[dict, dict]:
+        """A branch's (settings, knobs) to change: what was given less the launch options."""
+        given = {name: value for name, value in self.changes.items() if name not in LAUNCH}
+        knobs = {name: given.pop(name) for name in knob_names() if name in given}
+        return given, knobs
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
 def new_run(

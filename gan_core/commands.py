@@ -251,7 +251,7 @@ def train_ranked(args) -> int:
     last checkpoint) and shares it; all train it together."""
     group = distributed.join(args.device or "auto")
     try:
-        shared = {}
+        shared = None
         if group.main:
             try:
                 restart = _restarted_folder(args)
@@ -260,14 +260,13 @@ def train_ranked(args) -> int:
                 if restart or (args.resume and distributed.restart_count()):
                     run.folder.log(Event.NOTE, run.start_iteration, text=f"torchrun restart {distributed.restart_count()}: "
                                    f"resumed from the checkpoint of iteration {run.start_iteration}")  # fmt: skip
-                shared = {"path": str(run.folder.path), "config": asdict(run.config), "knobs": asdict(run.knobs),
-                          "checkpoint": run.checkpoint, "schedule": run.schedule}  # fmt: skip
+                shared = plan.Planned.of(run)
                 _remember_folder(args, run.folder.path)
             except Exception as exc:
-                group.share({"error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__})
+                group.share(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)  # why, instead
                 raise
         shared = group.share(shared)
-        if "error" in shared:
+        if not isinstance(shared, plan.Planned):
             return 2  # the first process says why
         if not group.main:
             run = plan.follow(shared, group)

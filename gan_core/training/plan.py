@@ -9,7 +9,7 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from ..config import (
     BRANCH_SETTINGS,
@@ -320,14 +320,27 @@ def knobs_at(folder: RunFolder, iteration: int) -> Knobs:
     return knobs
 
 
-def follow(shared: dict, group: Group) -> RunPlan:
-    """The run the group's first process planned (`shared`: its folder, settings and checkpoint), for another
-    process of the group: it loads the same data and writes nothing."""
-    config, knobs = RunConfig(**shared["config"]), Knobs(**shared["knobs"])
-    data = data_for(config)
-    schedule = {int(it): changes for it, changes in (shared.get("schedule") or {}).items()} or None
-    return RunPlan(FollowerFolder(shared["path"]), config, knobs, data, None, shared["checkpoint"], group=group,
-                   schedule=schedule)  # fmt: skip
+class Planned(NamedTuple):
+    """What a group's first process planned, for the others (plain data: it travels pickled to them)."""
+
+    path: str
+    config: dict
+    knobs: dict
+    checkpoint: dict | None
+    schedule: dict[int, dict] | None
+
+    @classmethod
+    def of(cls, run: RunPlan) -> Planned:
+        return cls(str(run.folder.path), asdict(run.config), asdict(run.knobs), run.checkpoint, run.schedule)
+
+
+def follow(shared: Planned, group: Group) -> RunPlan:
+    """The run the group's first process planned, for another process of the group: it loads the same data and
+    writes nothing."""
+    config, knobs = RunConfig(**shared.config), Knobs(**shared.knobs)
+    schedule = {int(it): changes for it, changes in (shared.schedule or {}).items()} or None
+    return RunPlan(FollowerFolder(shared.path), config, knobs, data_for(config), None, shared.checkpoint,
+                   group=group, schedule=schedule)  # fmt: skip
 
 
 def _check_fits(checkpoint: dict, data: Data, folder: RunFolder) -> None:

@@ -25,3 +25,18 @@ def test_a_run_that_logged_training_but_has_no_process_was_interrupted():
     finished = RunState(Status.FINISHED, "reached 6 iterations")
     assert state_of(finished, live=False, beat={}) == finished
     assert state_of(NOTHING_LOGGED, live=False, beat={}) == NOTHING_LOGGED
+
+
+def test_both_kinds_of_run_offer_what_the_monitor_needs():
+    from gan_core.folder.snapshot import RunHandle
+    from gan_core.folder.watch import FolderRun
+    from gan_core.training.run import Run
+
+    needed = {name for name in vars(RunHandle) if not name.startswith("_")} | set(RunHandle.__annotations__)
+    assert {"snapshot", "unpause", "pause", "step", "stop", "update", "alive", "run_dir"} <= needed
+    for cls in (Run, FolderRun):
+        missing = {name for name in needed if not hasattr(cls, name) and name not in ("run_dir", "notes")}
+        assert missing == set(), cls
+        assert not hasattr(
+            cls, "resume"
+        )  # resume means going on from a checkpoint: gan_core.training.plan.resume

@@ -11,12 +11,12 @@ import plotly.graph_objects as go
 import streamlit as st
 from PIL import Image
 
-from gan_core import ConfigError, DataError, Run, Snapshot, Status
+from gan_core import ConfigError, DataError, Snapshot, Status
 from gan_core.engine.data import TOYS
 from gan_core.engine.export import png_bytes
 from gan_core.engine.losses import LOSSES
 from gan_core.folder.run_folder import RunFolder
-from gan_core.folder.watch import FolderRun
+from gan_core.folder.snapshot import RunHandle
 from gan_core.quality.hints import failure_hints, quality_hints
 from gan_core.training.run import format_elapsed
 
@@ -279,7 +279,7 @@ def draw_hints(snap: Snapshot) -> None:
 # ---- live tuning
 
 
-def _apply(run: Run | FolderRun, name: str, key: str) -> None:
+def _apply(run: RunHandle, name: str, key: str) -> None:
     try:
         require_presenter("Changing a knob")
         run.update(**{name: st.session_state[key]})
@@ -288,7 +288,7 @@ def _apply(run: Run | FolderRun, name: str, key: str) -> None:
         st.session_state["live-error"] = str(exc)
 
 
-def draw_controls(run: Run | FolderRun, snap: Snapshot) -> None:
+def draw_controls(run: RunHandle, snap: Snapshot) -> None:
     active = snap.active
     c1, c2, c3, c4 = st.columns([1, 1, 1.4, 1])
     k = f"live-{snap.run_dir.name}-"
@@ -304,7 +304,7 @@ def draw_controls(run: Run | FolderRun, snap: Snapshot) -> None:
         st.error(st.session_state["live-error"])
 
 
-def draw_buttons(run: Run | FolderRun, snap: Snapshot) -> None:
+def draw_buttons(run: RunHandle, snap: Snapshot) -> None:
     if not is_presenter():  # (never drawn for the audience: no click can come from it)
         return
     b1, b2, b3, b4 = st.columns(4)
@@ -313,7 +313,7 @@ def draw_buttons(run: Run | FolderRun, snap: Snapshot) -> None:
         if b1.button(
             "Resume" if paused else "Pause", key="live-pause", disabled=not snap.active, width="stretch"
         ):
-            run.resume() if paused else run.pause()
+            run.unpause() if paused else run.pause()
         if b2.button(
             "Step",
             key="live-step",

@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 import sys
 
-from .config import ConfigError, DataError, UsageError, check_range
+from .config import ConfigError, DataError, Knobs, UsageError, check_range, flag_names
 from .flags import COMMANDS, build_parser
 from .folder.control import check_request
+from .folder.names import Kind
 from .folder.run_folder import RunFolder, run_info
 
 # ---- control and status: any process, on a run folder
@@ -17,13 +18,13 @@ from .folder.run_folder import RunFolder, run_info
 def control(args) -> int:
     folder = RunFolder.open(args.run_dir)
     requests = []
-    knobs = {k: getattr(args, k) for k in ("lr_g", "lr_d", "flip_prob") if getattr(args, k) is not None}
+    knobs = {k: getattr(args, k) for k in flag_names(Knobs) if getattr(args, k) is not None}
     if args.d_iters is not None:
         knobs["d_iters"], knobs["d_warmup"] = args.d_iters
     if knobs:
-        requests.append(("knobs", knobs))
+        requests.append((Kind.KNOBS, knobs))
     if args.step is not None:
-        requests.append(("step", args.step))
+        requests.append((Kind.STEP, args.step))
     elif args.action:
         requests.append((args.action, None))
     if not requests:

@@ -16,8 +16,9 @@ from typing import NamedTuple
 
 from ..config import ConfigError, Knobs
 from . import storage
+from .names import Kind
 
-KINDS = ("knobs", "pause", "continue", "step", "stop", "save")
+KINDS = tuple(Kind)
 POLL_SECONDS = 0.2  # how often a training run lists its control directory (also while paused)
 BEAT_SECONDS = 1.0  # how often it rewrites its heartbeat
 STALE_SECONDS = 15.0  # a heartbeat older than this, with no process holding the lock: the run is not live
@@ -45,13 +46,13 @@ def check_request(kind: str, value: object = None) -> None:
     """ConfigError, naming the value and its allowed range, for a request no run could apply."""
     if kind not in KINDS:
         raise ConfigError(f"request {kind!r} is unknown: allowed {', '.join(KINDS)}")
-    if kind == "knobs":
+    if kind == Kind.KNOBS:
         if not isinstance(value, dict) or not value:
             raise ConfigError(
                 "a knobs request needs at least one of lr_g, lr_d, flip_prob, d_iters, d_warmup"
             )
         Knobs().replace(**value)  # each value checked against its range
-    if kind == "step" and (
+    if kind == Kind.STEP and (
         isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1_000_000
     ):
         raise ConfigError(f"step {value!r} is out of range: allowed [1, 1000000]")

@@ -16,8 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import ConfigError
-from ..engine.data import TOYS, Data, load_dataset, to_model_range
-from ..engine.models import ARCHS
+from ..engine.data import TOYS, Data, data_for, to_model_range
 from ..engine.sampling import Sampler, generate, latents
 from ..folder import milestone
 from ..folder.history import QUALITY_COLUMNS
@@ -253,7 +252,7 @@ def evaluate_sampler(sampler: Sampler, device: torch.device, n: int = 2000, fid:
             | toy_metrics(generate(sampler, z), config.dataset)
             | {"modes_total": len(TOYS[config.dataset][0])}
         )
-    data = load_dataset(config.dataset, ARCHS[config.arch].image_size, config.data_dir)
+    data = data_for(config)
     if data.y is None or data.num_classes < 2:
         raise ConfigError(
             f"{config.dataset!r} has no labels: quality metrics need a 2-D toy or labelled images"

@@ -38,6 +38,7 @@ HEARTBEAT, CONTROL = "heartbeat.json", "control"
 SAMPLES, CHECKPOINTS, LAST, PREVIOUS = "samples", "checkpoints", "last.pt", "previous.pt"
 LIVE_GRID = "live.png"
 TENSORBOARD = "tensorboard"  # event files, with --tensorboard
+DATA_POINTS = "data.npy"  # a drawn 2-D data set (points:FILE.npy), kept with the run that trains on it
 GRID_NAME = re.compile(r"iter_(\d+)\.png")
 KEPT_NAME = re.compile(r"iter_(\d+)\.pt")
 MAX_NAME = 100  # characters of a run folder's name
@@ -183,6 +184,17 @@ class RunFolder:
 
     def read_events(self) -> list[dict]:
         return storage.read_jsonl(self.path / EVENTS)
+
+    # ---- a drawn data set
+
+    @property
+    def points_path(self) -> Path:
+        """Where the run keeps its drawn 2-D points (the config's data set then names this file)."""
+        return self.path / DATA_POINTS
+
+    def save_points(self, npy: bytes) -> None:
+        """Keep a drawn data set (the bytes of a .npy file) in the folder, atomically."""
+        storage.atomic_write(self.points_path, npy)
 
     # ---- sample grids
 

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 from ..config import ConfigError, Knobs, RunConfig, from_dict
 from ..engine.data import Data, load_dataset
 from ..engine.models import ARCHS
+from ..engine.points import PREFIX as POINTS_PREFIX
+from ..engine.points import dataset_label, npy_bytes, read_points
 from ..engine.presets import check_compatible, check_data
 from ..engine.trainer import resolve_device
 from ..folder import milestone, storage
@@ -64,13 +66,16 @@ def new_run(
     check_compatible(config, knobs)
     device = resolve_device(config.device)
     root = runs_root(runs_dir)
-    name = name or timestamp_name(config.preset or config.arch, config.dataset)
+    name = name or timestamp_name(config.preset or config.arch, dataset_label(config.dataset))
     RunFolder.check_new(root, name)
     data = data or load_dataset(config.dataset, ARCHS[config.arch].image_size, config.data_dir)
     check_data(config, data.facts)
     folder = RunFolder.create(root, name)
     lock = folder.lock()
     with _released_on_error(lock):
+        if config.dataset.startswith(POINTS_PREFIX):  # drawn points live with the run: resume, branch, sample
+            folder.save_points(npy_bytes(read_points(config.dataset.removeprefix(POINTS_PREFIX))))
+            config = config.replace(dataset=f"{POINTS_PREFIX}{folder.points_path.resolve()}")
         folder.write_config(config, knobs)
         folder.log(
             "start", 0, device=str(device), samples=len(data), skipped=data.skipped, processes=config.nproc
@@ -195,7 +200,7 @@ def branch(
     plan.checkpoint = checkpoint
     with _released_on_error(plan.lock):
         # its knobs' history is the parent's, then changed
-        plan.folder.write_config(config, knobs_at(parent, 1))
+        plan.folder.write_config(plan.config, knobs_at(parent, 1))  # a drawn data set: the branch's own copy
         _inherit(plan.folder, parent, at)
         changed = {k: v for k, v in asdict(knobs).items() if getattr(start, k) != v}
         plan.folder.log("branch", at, of=str(parent.path.resolve()), settings=settings, knobs=changed)

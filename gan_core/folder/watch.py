@@ -268,6 +268,9 @@ class FolderRun:
     def step(self, n: int = 1) -> None:
         self.folder.send("step", max(1, int(n)))
 
+    def step_player(self, player: str, n: int = 1) -> None:
+        self.folder.send(f"step_{player}", max(1, int(n)))
+
     def stop(self, wait: bool = True, timeout: float = 30.0) -> None:
         request = self.folder.send("stop", reply=wait)
         if wait:

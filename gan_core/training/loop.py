@@ -21,6 +21,7 @@ from ..config import Knobs
 from ..engine.export import picture
 from ..engine.losses import LOSSES
 from ..engine.models import ARCHS
+from ..engine.solo import train_player
 from ..engine.trainer import Trainer, points_bounds, resolve_device
 from ..folder import storage
 from ..folder.run_folder import Status
@@ -160,6 +161,15 @@ class TrainingLoop:
 
     def unpause(self) -> None:
         self._set_status(Status.RUNNING, "")
+
+    def train_player(self, player: str, updates: int) -> None:
+        """Train D alone ('d') or G alone ('g') for `updates` updates; the iteration stays, the change is logged
+        and the picture of the fixed latents redrawn (a paused run's D-only and G-only steps)."""
+        self.flush()
+        train_player(self.trainer, player, updates, self.knobs.flip_prob)
+        self.folder.log("solo", self.iteration, player=player, updates=updates)
+        if self.main:
+            self.sample(save=False)
 
     def skip_time(self, seconds: float) -> None:
         """Leave time spent waiting (paused) out of the elapsed time and the rates."""

@@ -78,6 +78,16 @@ def test_views_are_recomputed_at_most_once_a_second():
     assert views(trainer, torch.randn(8, 2), 2) is first  # within the interval: the same layers again
     views.stale()
     assert views(trainer, fake, 3)["views_iteration"] == 3
+    assert views.cost > 0
+
+
+def test_views_keep_within_their_budget():
+    trainer, views = toy_trainer(), ToyViews(seconds=0.0, budget=0.02)
+    views(trainer, torch.randn(8, 2), 1)
+    views.cost = 0.5  # as if one took half a second of CPU: the next waits 25 s
+    assert not views.due()
+    views._at -= 26
+    assert views.due()
 
 
 # ---- KL and JS on a grid

@@ -63,8 +63,10 @@ def dataset_label(name: str) -> str:
 
 
 def tiled(points: np.ndarray) -> np.ndarray:
-    """The points repeated whole to at least TRAINING_ROWS rows (the first len(points) rows are the points)."""
-    return np.tile(points, (-(-TRAINING_ROWS // len(points)), 1))
+    """The points repeated whole to at least TRAINING_ROWS rows, in a fixed shuffled order (so that every k-th
+    row, as the monitor picks real points to draw, still spreads over the whole drawing)."""
+    rows = np.tile(points, (-(-TRAINING_ROWS // len(points)), 1))
+    return rows[np.random.default_rng(SHAPE_SEED).permutation(len(rows))]
 
 
 def npy_bytes(points: np.ndarray) -> bytes:

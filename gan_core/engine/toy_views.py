@@ -13,6 +13,7 @@ from torch import Tensor
 from .trainer import Trainer
 
 VIEW_SECONDS = 1.0  # the layers are recomputed at most this often (the monitor refreshes once a second)
+BUDGET = 0.02  # ... and less often where they would take more than this share of the thread's time
 MESH_SIZE = 21  # the manifold's grid of latents: MESH_SIZE x MESH_SIZE
 Z_SPAN = 2.0  # latents in [-2, 2] (two standard deviations of the normal prior)
 
@@ -50,19 +51,24 @@ def manifold(trainer: Trainer, size: int = MESH_SIZE) -> np.ndarray:
 
 
 class ToyViews:
-    """The arrows and the mesh, recomputed when asked at most every VIEW_SECONDS (or at once after `stale()`);
-    in between the last ones are handed out again, the arrows still on the points they were computed at."""
+    """The arrows and the mesh, recomputed when asked at most every VIEW_SECONDS, and no more often than keeps
+    their CPU time under BUDGET of the thread's (or at once after `stale()`); in between the last ones are handed
+    out again, the arrows still on the points they were computed at."""
 
-    def __init__(self, seconds: float = VIEW_SECONDS):
-        self.seconds, self._at, self.last = seconds, -np.inf, {}
+    def __init__(self, seconds: float = VIEW_SECONDS, budget: float = BUDGET):
+        self.seconds, self.budget = seconds, budget
+        self._at, self.cost, self.last = -np.inf, 0.0, {}
 
     def stale(self) -> None:
         self._at = -np.inf
 
+    def due(self) -> bool:
+        return time.monotonic() - self._at >= max(self.seconds, self.cost / self.budget)
+
     def __call__(self, trainer: Trainer, fake: Tensor, iteration: int) -> dict:
-        now = time.monotonic()
-        if now - self._at >= self.seconds:
-            self._at = now
+        if self.due():
+            began, self._at = time.thread_time(), time.monotonic()
             self.last = {"arrows_from": fake.numpy(), "arrows": generator_gradients(trainer, fake),
                          "manifold": manifold(trainer), "views_iteration": iteration}  # fmt: skip
+            self.cost = time.thread_time() - began  # CPU time: a busy host's waits are not charged
         return self.last

@@ -114,3 +114,7 @@ def test_run_keeps_its_points(tmp_path):
     assert code == 0, err
     code, _, err = cli("sample", run, "--n", 40, "--out", tmp_path / "s.npy")
     assert code == 0 and np.load(tmp_path / "s.npy").shape == (40, 2)
+    code, out, err = cli("evaluate", run, "--json", "--device", "cpu")
+    report = json.loads(out)
+    assert code == 0 and err == "" and report["iteration"] == 30
+    assert 0 < report["js"] <= 1 and report["kl"] > 0 and "modes" not in report  # no modes on a drawing

@@ -28,10 +28,13 @@ def layers_ui() -> list[str]:
 
 def caption(points: dict, layers: list[str]) -> str:
     """What the picture shows, and at which iterations its parts were drawn."""
-    parts = ["Real (green) and generated (purple) points, D's output behind them"]
-    if layers and "views_iteration" in points:
-        parts.append(f"{' and '.join(layers)} at iteration {points['views_iteration']}")
-    return f"{'; '.join(parts)} (iteration {points['iteration']})"
+    text = f"Real (green) and generated (purple) points, D's output behind them (iteration {points['iteration']})"
+    drawn = points.get("views_iteration")
+    if layers and drawn is not None:
+        text += f"; {' and '.join(layers)}" + (
+            "" if drawn == points["iteration"] else f" of iteration {drawn}"
+        )
+    return text
 
 
 def draw_player_buttons(run: Run | FolderRun, snap: Snapshot) -> None:

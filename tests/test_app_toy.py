@@ -141,6 +141,10 @@ def test_the_monitor_draws_gradients_manifold_and_js(runs_dir):
     arrows = next(t for t in spec if t.get("name") == ARROWS)
     assert len(array(arrows["x"])) == 3 * 512  # a segment and a gap for each generated point
     assert any("JS divergence (bits)" in traces(c) for c in charts)  # beside the scores
+    shown = run.snapshot().points
+    assert any(c.value.startswith("Real (green) and generated (purple) points") and "G's gradients and G's "
+               "manifold" in c.value for c in at.caption)  # fmt: skip
+    assert shown["views_iteration"] <= shown["iteration"]
     layers = at.button_group(key="toy-layers")
     layers.set_value([MESH]).run()
     picture = next(c for c in at.get("plotly_chart") if "generated" in traces(c))

@@ -19,7 +19,7 @@ from dashboard.drawing import DRAW
 pytestmark = pytest.mark.browser
 
 SHOW_S = 90
-SCREENSHOT_ITERATION = 1500  # the moons taking shape (z of size 2, the ring preset's other settings)
+SCREENSHOT_ITERATION = 800  # the moons taken shape (z of size 2, the ring preset's other settings)
 HEADING = re.compile(r"Epoch: \d+, Iteration: (\d+), Elapsed")
 
 

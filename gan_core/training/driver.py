@@ -30,7 +30,8 @@ MAX_SYNC_ITERATIONS = 256
 
 class Command(NamedTuple):
     """A request to the run. kind: knobs (value: a Knobs, or a dict of changes) | pause | continue | step, step_d,
-    step_g (value: n iterations; n updates of D or G alone, the run paused) | stop | save. `done(iteration, error)` is told where it was applied, or why it was not."""
+    step_g (value: n iterations; n updates of D or G alone, the run paused) | stop | save.
+    `done(iteration, error)` is told where it was applied, or why it was not."""
 
     kind: str
     value: object = None

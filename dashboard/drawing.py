@@ -11,7 +11,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from gan_core import DataError
-from gan_core.engine.points import MAX_COORD, SHAPE_POINTS, SHAPES, check_points, npy_bytes, shape_points
+from gan_core.engine import points as drawn_points
+from gan_core.engine.points import SHAPE_POINTS, SHAPES, check_points, npy_bytes, shape_points
 from gan_core.folder import storage
 from gan_core.folder.storage import runs_root
 
@@ -100,6 +101,10 @@ def drawing_ui(k: str, errors: dict) -> str:
     shape = c1.selectbox("Start from", list(SHAPES), key=_key(k, "shape"))
     n = int(c2.number_input("Points", value=SHAPE_POINTS, step=50, key=_key(k, "n")))
     noise = float(c3.number_input("Noise (std)", value=0.05, step=0.01, format="%.2f", key=_key(k, "noise")))
+    low, high = drawn_points.MIN_POINTS, drawn_points.MAX_POINTS
+    if not low <= n <= high:  # refused before a shape of that many points is made
+        errors["choices"] = f"points {n} is out of range: allowed [{low}, {high}]"
+        return "points:"
     try:
         if st.session_state.get(_key(k, "from")) != (shape, n, noise):
             _start(k, shape, n, noise)
@@ -125,8 +130,9 @@ def _checked(k: str, pasted: str, errors: dict) -> str:
     except DataError as exc:
         errors["choices"] = str(exc)  # shown under the canvas; Start stays disabled
         return "points:"
-    st.caption(f"{len(points)} points, within ±{np.abs(points).max():.2f} (allowed ±{MAX_COORD:g}); train them "
-               "with the ring or grid preset (arch mlp).")  # fmt: skip
+    bound = drawn_points.MAX_COORD
+    st.caption(f"{len(points)} points, within ±{np.abs(points).max():.2f} (allowed ±{bound:g}); train them with "
+               "the ring or grid preset (arch mlp).")  # fmt: skip
     return f"points:{save_drawing(points)}"
 
 

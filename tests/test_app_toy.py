@@ -86,6 +86,14 @@ def test_a_bad_drawing_is_refused_beside_the_canvas_before_start(runs_dir, paste
     assert registry().active_run() is None and sorted((runs_dir / "drawings").glob("*.npy")) == shapes
 
 
+@pytest.mark.parametrize("n", [5, 200_000])
+def test_a_shape_of_too_few_or_too_many_points_is_refused(runs_dir, n):
+    at = ring_page(draw=True)
+    at.number_input(key=K + "draw-n").set_value(n).run()
+    assert any(f"points {n} is out of range: allowed [20, 100000]" in e.value for e in at.error)
+    assert at.button(key="start").disabled
+
+
 def test_pasted_points_replace_the_drawing(runs_dir):
     at = ring_page(draw=True)
     shapes = set((runs_dir / "drawings").glob("*.npy"))

@@ -30,6 +30,19 @@ def choose(tab, label: str, option: str) -> None:
     tab.get_by_role("option", name=re.compile(f"^{re.escape(option)}")).first.click()
 
 
+def lasso(tab, x: float, y: float, size: float = 40) -> None:
+    """Drag a lasso (the canvas's default tool) round a square at (x, y), as shares of the canvas's plot area."""
+    area = tab.locator(".js-plotly-plot .nsewdrag").first
+    area.scroll_into_view_if_needed()
+    box = area.bounding_box()
+    x0, y0 = box["x"] + box["width"] * x, box["y"] + box["height"] * y
+    tab.mouse.move(x0, y0)
+    tab.mouse.down()
+    for dx, dy in ((size, 0), (size, size), (0, size), (0, 0)):
+        tab.mouse.move(x0 + dx, y0 + dy, steps=5)
+    tab.mouse.up()
+
+
 def set_number(tab, label: str, value: str) -> None:
     field = tab.get_by_label(label, exact=True)
     field.fill(value)
@@ -71,6 +84,11 @@ def test_draw_train_and_watch_what_each_network_does(app, page):  # noqa: F811
     choose(page, "Data set", DRAW)
     choose(page, "Start from", "two moons")
     visible(page.get_by_text(re.compile(r"^400 points, within")), "The drawing's check line", 30)
+    lasso(page, 0.8, 0.8)  # an empty corner of the canvas: lattice points come in
+    visible(page.get_by_text(re.compile(r"^4[1-9]\d points, within")), "More points after a lasso", 30)
+    page.get_by_role("button", name="erase", exact=True).click()
+    lasso(page, 0.8, 0.8)  # the same corner: the points drawn there go
+    visible(page.get_by_text(re.compile(r"^400 points, within")), "The drawing as it was after erasing", 30)
     page.get_by_text("More settings").click()
     set_number(page, "Latent size z", "2")
     set_number(page, "Iterations", "100000")

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 import pytest
-from test_browser import MAIN, ROOT, app, page, visible, wait_until  # noqa: F401  (fixtures)
+from test_browser import MAIN, ROOT, app, page, sync_api, visible, wait_until  # noqa: F401  (fixtures)
 
 from dashboard.charts import ARROWS, MESH
 from dashboard.drawing import DRAW
@@ -23,11 +23,26 @@ SCREENSHOT_ITERATION = 800  # the moons taken shape (z of size 2, the ring prese
 HEADING = re.compile(r"Epoch: \d+, Iteration: (\d+), Elapsed")
 
 
-def choose(tab, label: str, option: str) -> None:
-    """Pick `option` in the Streamlit selectbox labelled `label`."""
-    box = tab.locator('[data-testid="stSelectbox"]').filter(has=tab.get_by_text(label, exact=True))
-    box.first.click()
-    tab.get_by_role("option", name=re.compile(f"^{re.escape(option)}")).first.click()
+def settled(tab) -> None:
+    """Wait until the app's script has finished its rerun (no 'Running' widget, nothing drawn stale)."""
+    tab.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]') && "
+                          "!document.querySelector('[data-stale=\"true\"]')", polling=100, timeout=60_000)  # fmt: skip
+
+
+def choose(tab, label: str, option: str, tries: int = 3) -> None:
+    """Pick `option` in the Streamlit selectbox labelled `label` (again, when a rerun redrew the list meanwhile)."""
+    box = tab.locator('[data-testid="stSelectbox"]').filter(has=tab.get_by_text(label, exact=True)).first
+    for attempt in range(tries):
+        settled(tab)
+        try:
+            box.click()
+            tab.get_by_role("option", name=re.compile(f"^{re.escape(option)}")).first.click(timeout=10_000)
+            break
+        except sync_api.TimeoutError:
+            if attempt == tries - 1:
+                raise
+            tab.keyboard.press("Escape")
+    settled(tab)
 
 
 def lasso(tab, x: float, y: float, size: float = 40) -> None:
@@ -41,6 +56,17 @@ def lasso(tab, x: float, y: float, size: float = 40) -> None:
     for dx, dy in ((size, 0), (size, size), (0, size), (0, 0)):
         tab.mouse.move(x0 + dx, y0 + dy, steps=5)
     tab.mouse.up()
+
+
+def lasso_until(tab, shown: re.Pattern, what: str, tries: int = 3) -> None:
+    """Lasso the canvas's lower right corner until `shown` is on the page (a lasso drawn while the page
+    redraws the chart may go unseen)."""
+    for _ in range(tries):
+        settled(tab)
+        lasso(tab, 0.8, 0.8)
+        if wait_until(lambda: tab.get_by_text(shown).count() > 0, 15):
+            return
+    pytest.fail(f"{what}: not seen after {tries} lassos")
 
 
 def set_number(tab, label: str, value: str) -> None:
@@ -84,11 +110,11 @@ def test_draw_train_and_watch_what_each_network_does(app, page):  # noqa: F811
     choose(page, "Data set", DRAW)
     choose(page, "Start from", "two moons")
     visible(page.get_by_text(re.compile(r"^400 points, within")), "The drawing's check line", 30)
-    lasso(page, 0.8, 0.8)  # an empty corner of the canvas: lattice points come in
-    visible(page.get_by_text(re.compile(r"^4[1-9]\d points, within")), "More points after a lasso", 30)
-    page.get_by_role("button", name="erase", exact=True).click()
-    lasso(page, 0.8, 0.8)  # the same corner: the points drawn there go
-    visible(page.get_by_text(re.compile(r"^400 points, within")), "The drawing as it was after erasing", 30)
+    # an empty corner of the canvas: lattice points come in
+    lasso_until(page, re.compile(r"^4[1-9]\d points, within"), "More points after a lasso")
+    page.locator('[data-testid="stButtonGroup"]').get_by_text("erase", exact=True).click()
+    # the same corner: the points drawn there go
+    lasso_until(page, re.compile(r"^400 points, within"), "The drawing as it was after erasing")
     page.get_by_text("More settings").click()
     set_number(page, "Latent size z", "2")
     set_number(page, "Iterations", "100000")

@@ -66,8 +66,8 @@ def bare(arch: str, batch_size: int, device_name: str, standard: bool, iteration
     import torch.nn.functional as F
 
     from gan_core.engine.data import load_dataset
+    from gan_core.engine.devices import FUSED_DEVICES, resolve_device
     from gan_core.engine.models import ARCHS, ModelSpec, build_models
-    from gan_core.engine.trainer import FUSED_DEVICES, resolve_device
 
     device = resolve_device(device_name)
     if device.type == "cuda":  # the engine's Trainer sets these for its run: the bare loop gets them too
@@ -342,7 +342,7 @@ def main(argv=None) -> None:
         return bare(args.bare, args.batch[args.bare], args.device, args.bare_standard, args.bare_iterations)
     import torch
 
-    from gan_core.engine.trainer import device_label, resolve_device
+    from gan_core.engine.devices import device_label, resolve_device
 
     device = resolve_device(args.device)
     args.device = device.type

@@ -45,10 +45,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gan_core.config import RunConfig  # noqa: E402
 from gan_core.engine.data import TOYS, offline_source  # noqa: E402
+from gan_core.engine.devices import resolve_device  # noqa: E402
 from gan_core.engine.presets import DEMO_SUFFIX, PRESETS, resolve  # noqa: E402
 from gan_core.engine.sampling import load_sampler  # noqa: E402
-from gan_core.engine.trainer import resolve_device  # noqa: E402
-from gan_core.folder.run_folder import Status  # noqa: E402
+from gan_core.folder.status import Status  # noqa: E402
 from gan_core.quality.feature_metrics import kernel_inception_distance, prdc  # noqa: E402
 from gan_core.quality.metrics import QualityMonitor, evaluate_sampler  # noqa: E402
 from gan_core.training.loop import TrainingLoop  # noqa: E402

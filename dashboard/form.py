@@ -13,8 +13,8 @@ import torch
 from gan_core import ARCHS, DATASETS, LOSSES, PRESETS, ConfigError, DataError, Knobs, RunConfig, resolve
 from gan_core.config import AUGMENTS, LR_SCHEDULES, OPTIMIZERS
 from gan_core.engine.data import DataFacts, data_facts, offline_source
+from gan_core.engine.devices import available_devices, device_label, resolve_device
 from gan_core.engine.presets import DEMO_SUFFIX, check_data, demo_variant, preset_settings
-from gan_core.engine.trainer import available_devices, device_label, resolve_device
 from gan_core.folder.storage import runs_root
 
 from .drawing import DRAW, drawing_ui

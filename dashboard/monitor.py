@@ -11,12 +11,12 @@ import plotly.graph_objects as go
 import streamlit as st
 from PIL import Image
 
-from gan_core import ConfigError, DataError, Run, Snapshot, Status
+from gan_core import ConfigError, DataError, Snapshot, Status
 from gan_core.engine.data import TOYS
 from gan_core.engine.export import png_bytes
 from gan_core.engine.losses import LOSSES
 from gan_core.folder.run_folder import RunFolder
-from gan_core.folder.watch import FolderRun
+from gan_core.folder.snapshot import RunHandle
 from gan_core.quality.hints import failure_hints, quality_hints
 from gan_core.training.run import format_elapsed
 
@@ -276,7 +276,7 @@ def draw_hints(snap: Snapshot) -> None:
 # ---- live tuning
 
 
-def _apply(run: Run | FolderRun, name: str, key: str) -> None:
+def _apply(run: RunHandle, name: str, key: str) -> None:
     try:
         run.update(**{name: st.session_state[key]})
         st.session_state.pop("live-error", None)
@@ -284,7 +284,7 @@ def _apply(run: Run | FolderRun, name: str, key: str) -> None:
         st.session_state["live-error"] = str(exc)
 
 
-def draw_controls(run: Run | FolderRun, snap: Snapshot) -> None:
+def draw_controls(run: RunHandle, snap: Snapshot) -> None:
     active = snap.active
     c1, c2, c3, c4 = st.columns([1, 1, 1.4, 1])
     k = f"live-{snap.run_dir.name}-"
@@ -300,14 +300,14 @@ def draw_controls(run: Run | FolderRun, snap: Snapshot) -> None:
         st.error(st.session_state["live-error"])
 
 
-def draw_buttons(run: Run | FolderRun, snap: Snapshot) -> None:
+def draw_buttons(run: RunHandle, snap: Snapshot) -> None:
     b1, b2, b3, b4 = st.columns(4)
     paused = snap.status is Status.PAUSED
     try:  # a run in another process may end between the page's drawing and a click
         if b1.button(
             "Resume" if paused else "Pause", key="live-pause", disabled=not snap.active, width="stretch"
         ):
-            run.resume() if paused else run.pause()
+            run.unpause() if paused else run.pause()
         if b2.button(
             "Step",
             key="live-step",

@@ -13,8 +13,9 @@ import streamlit as st
 
 from gan_core import Knobs, Run, RunConfig, load_dataset, resume_run, start_run
 from gan_core.config import to_json
-from gan_core.folder.run_folder import RunFolder, list_runs
-from gan_core.folder.storage import atomic_write, runs_root, timestamp_name
+from gan_core.folder.run_folder import RunFolder, list_runs, new_run_name
+from gan_core.folder.snapshot import RunHandle
+from gan_core.folder.storage import atomic_write, runs_root
 from gan_core.folder.watch import FolderRun
 from gan_core.training import plan as plans
 from gan_core.training.loop import DEFAULT_THREADS
@@ -40,7 +41,7 @@ class Registry:
         self.watched: dict[Path, FolderRun] = {}
         self.active: Path | None = None
 
-    def start(self, config: RunConfig, knobs: Knobs, name: str | None = None) -> Run | FolderRun:
+    def start(self, config: RunConfig, knobs: Knobs, name: str | None = None) -> RunHandle:
         """Start a run (any previous active run keeps going unless stopped); raises ConfigError/DataError.
         One process: in a thread of this server. More: under torchrun, in a process group of its own."""
         if config.nproc > 1:
@@ -54,29 +55,29 @@ class Registry:
         """`python -m gan_core train --nproc N` with these settings, in a session of its own (a server that
         stops leaves it training); its output goes to RUNS/.launch/NAME.log."""
         root = runs_root()
-        name = _free_name(root, name or timestamp_name(config.preset or config.arch, config.dataset))
+        name = _free_name(root, name or new_run_name(config))
         settings = root / LAUNCHES / f"{name}.json"
         atomic_write(settings, to_json(config, knobs))
         return self._spawn(root, name, ["--config", str(settings), "--nproc", str(config.nproc)])
 
-    def replay(self, run_dir: Path) -> Run | FolderRun:
+    def replay(self, run_dir: Path) -> RunHandle:
         """A new run repeating `run_dir`'s settings and knob changes (gan_core.training.plan.replay), trained as the
         original was: in this server, or on as many processes."""
         original = RunFolder.open(run_dir)
         config, _ = original.read_config()
         root = runs_root()
-        name = _free_name(root, f"{original.name}-replay")
+        name = _free_name(root, new_run_name(replay_of=original.name))
         if config.nproc > 1:
             return self._spawn(root, name, ["--replay", str(original.path), "--nproc", str(config.nproc)])
         return self._add(Run(plans.replay(original.path, runs_dir=root, name=name)).start())
 
-    def branch(self, run_dir: Path, iteration: int, settings: dict, knobs: dict) -> Run | FolderRun:
+    def branch(self, run_dir: Path, iteration: int, settings: dict, knobs: dict) -> RunHandle:
         """A new run continuing `run_dir` from its kept checkpoint of `iteration` with these settings and knobs
         changed (gan_core.training.plan.branch), trained as the parent was: in this server, or on as many processes."""
         parent = RunFolder.open(run_dir)
         config, _ = parent.read_config()
         root = runs_root()
-        name = _free_name(root, f"{parent.name}-at-{iteration}")
+        name = _free_name(root, new_run_name(branch_of=parent.name, at=iteration))
         if config.nproc > 1:
             flags = [f"--{key.replace('_', '-')}={value}" for key, value in {**settings, **knobs}.items()
                      if key not in ("d_iters", "d_warmup")]  # fmt: skip
@@ -100,7 +101,7 @@ class Registry:
             self.active = run.run_dir
         return run
 
-    def view(self, run_dir: Path) -> Run | FolderRun:
+    def view(self, run_dir: Path) -> RunHandle:
         """The run in that folder: this server's own thread, else a view of its folder (made once)."""
         run_dir = Path(run_dir)
         run = self.runs.get(run_dir)
@@ -124,7 +125,7 @@ class Registry:
             self.active = run.run_dir
         return run
 
-    def active_run(self) -> Run | FolderRun | None:
+    def active_run(self) -> RunHandle | None:
         if self.active is None:
             return None
         if self.active not in self.runs and not self.active.exists() and self.active not in self.watched:

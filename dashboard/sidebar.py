@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from gan_core.folder.run_folder import Status
+from gan_core.folder.status import Status
 from gan_core.training.run import format_elapsed
 
 from .registry import registry

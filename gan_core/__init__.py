@@ -8,7 +8,7 @@ import importlib
 
 _PUBLIC = {  # name -> the module that defines it
     "ConfigError": "config", "Knobs": "config", "RunConfig": "config", "DataError": "config",
-    "DATASETS": "engine.data", "load_dataset": "engine.data", "RunFolder": "folder.run_folder", "Status": "folder.run_folder",
+    "DATASETS": "engine.data", "load_dataset": "engine.data", "RunFolder": "folder.run_folder", "Status": "folder.status",
     "StepResult": "training.recorder", "TrainingLoop": "training.loop", "LOSSES": "engine.losses", "ARCHS": "engine.models",
     "RunPlan": "training.plan", "new_run": "training.plan", "resume": "training.plan", "PRESETS": "engine.presets", "resolve": "engine.presets",
     "Run": "training.run", "Snapshot": "folder.snapshot", "resume_run": "training.run", "start_run": "training.run",

@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 import sys
 
-from .config import ConfigError, DataError, UsageError, check_range
+from .config import ConfigError, DataError, Knobs, UsageError, check_range, flag_names
 from .flags import COMMANDS, build_parser
 from .folder.control import STEP_KINDS, check_request
+from .folder.names import Kind
 from .folder.run_folder import RunFolder, run_info
 
 # ---- control and status: any process, on a run folder
@@ -17,11 +18,11 @@ from .folder.run_folder import RunFolder, run_info
 def control(args) -> int:
     folder = RunFolder.open(args.run_dir)
     requests = []
-    knobs = {k: getattr(args, k) for k in ("lr_g", "lr_d", "flip_prob") if getattr(args, k) is not None}
+    knobs = {k: getattr(args, k) for k in flag_names(Knobs) if getattr(args, k) is not None}
     if args.d_iters is not None:
         knobs["d_iters"], knobs["d_warmup"] = args.d_iters
     if knobs:
-        requests.append(("knobs", knobs))
+        requests.append((Kind.KNOBS, knobs))
     steps = [(kind, getattr(args, kind)) for kind in STEP_KINDS if getattr(args, kind) is not None]
     if steps:
         requests.append(steps[0])  # one of them at most: they are mutually exclusive flags

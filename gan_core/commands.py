@@ -12,17 +12,18 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from .config import ConfigError, RunConfig, UsageError, check_range, from_dict
+from .config import ConfigError, RunConfig, UsageError, check_range, flag_names, from_dict
 from .engine import export
 from .engine.data import DATASETS, dataset_kind, offline_source
+from .engine.devices import resolve_device
 from .engine.losses import LOSSES
 from .engine.models import ARCHS
 from .engine.presets import PRESETS, resolve
 from .engine.sampling import generate, latents, load_sampler
-from .engine.trainer import resolve_device
-from .flags import REPLAY_FLAGS, RESUME_FLAGS, SETTING_FLAGS, SWITCH_FLAGS
 from .folder import storage
-from .folder.run_folder import RunFolder, Status
+from .folder.names import Event
+from .folder.run_folder import RunFolder, new_run_name
+from .folder.status import Status
 from .quality.metrics import evaluate_sampler
 from .training import distributed, plan
 from .training.driver import Driver
@@ -68,22 +69,17 @@ def _announce(run: plan.RunPlan) -> None:
 
 def _plan(args, world: int = 1, restart: Path | None = None) -> plan.RunPlan:
     """The run a `train` command describes: new, resumed (--resume), or after a restart (`restart`: its folder)."""
-    if args.replay and not restart:
-        given = [name for name, value in vars(args).items()
-                 if value is not None and name not in ("command", "replay", "argv", *REPLAY_FLAGS)]  # fmt: skip
-        if given:
-            raise UsageError(f"--{given[0].replace('_', '-')} cannot change in a replay: with --replay, give only "
-                             f"{', '.join('--' + f.replace('_', '-') for f in REPLAY_FLAGS)}")  # fmt: skip
+    request = train_request(args)
+    if not restart:
+        request.check()
+    if request.mode == "replay" and not restart:
         return plan.replay(args.replay, runs_dir=args.runs_dir, name=args.name)
-    if args.branch and not restart:
-        return _branch(args, world)
+    if request.mode == "branch" and not restart:
+        (run_dir, at), (settings, knobs) = request.source, request.branch_changes()
+        return plan.branch(
+            run_dir, at, {**settings, "nproc": world}, knobs, runs_dir=args.runs_dir, name=args.name
+        )
     if args.resume or restart:
-        given = [name for name, value in vars(args).items()
-                 if value is not None and name not in ("command", "resume", "argv")]  # fmt: skip
-        refused = [name for name in given if name not in RESUME_FLAGS]
-        if args.resume and refused:
-            raise UsageError(f"--{refused[0].replace('_', '-')} cannot change when a run resumes: with --resume, "
-                             f"give only {', '.join('--' + f.replace('_', '-') for f in RESUME_FLAGS)}")  # fmt: skip
         run = plan.resume(args.resume or restart, iterations=args.iterations, device=args.device,
                           threads=args.threads, nproc=world)  # fmt: skip
         if args.replay:  # a replay restarted by torchrun: its remaining changes
@@ -94,33 +90,23 @@ def _plan(args, world: int = 1, restart: Path | None = None) -> plan.RunPlan:
     return plan.new_run(config.replace(nproc=world), knobs, runs_dir=args.runs_dir, name=args.name)
 
 
-def _branch(args, world: int) -> plan.RunPlan:
-    """`train --branch RUN[@IT]`: the knobs and settings given change; the rest is the checkpoint's."""
-    run_dir, at = args.branch
-    given = {name: value for name, value in vars(args).items()
-             if value is not None and name not in ("command", "branch", "argv", "runs_dir", "name", "nproc",
-                                                   "max_restarts")}  # fmt: skip
-    for mode in ("resume", "replay", "config", "preset"):
-        if mode in given:
-            raise UsageError(f"--{mode} and --branch cannot be combined: a branch takes its settings from the "
-                             "checkpoint it continues")  # fmt: skip
-    knobs = {name: given.pop(name) for name in ("lr_g", "lr_d", "flip_prob") if name in given}
-    if "d_iters" in given:
-        knobs["d_iters"], knobs["d_warmup"] = given.pop("d_iters")
-    return plan.branch(run_dir, at, {**given, "nproc": world}, knobs, runs_dir=args.runs_dir, name=args.name)
+def train_request(args) -> plan.TrainRequest:
+    """The TrainRequest of a parsed `train` command line: --d-iters given as d_iters and d_warmup."""
+    given = {name: value for name, value in vars(args).items() if name not in ("command", "argv", "d_iters")}
+    if args.d_iters is not None:
+        given["d_iters"], given["d_warmup"] = args.d_iters
+    return plan.TrainRequest.of(given)
 
 
 def _settings(args):
     """RunConfig and Knobs from --config (a run's config.json), a preset, and the flags, checked."""
-    flags = [flag for flag, _ in SETTING_FLAGS] + list(SWITCH_FLAGS)
-    settings = {name: getattr(args, name) for name in (flag[2:].replace("-", "_") for flag in flags)}
-    settings["tensorboard"] = args.tensorboard
+    settings = {name: getattr(args, name) for name in flag_names() if name != "nproc"}  # nproc: the world's
     base: dict = {}
     if args.config:
         path = Path(args.config)
         try:
             config, knobs = from_dict(
-                json.loads((path / "config.json" if path.is_dir() else path).read_text())
+                json.loads((RunFolder(path).config_path if path.is_dir() else path).read_text())
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise UsageError(
@@ -132,8 +118,7 @@ def _settings(args):
     overrides = {k: v for k, v in settings.items() if v is not None}
     preset = args.preset or base.pop("preset", None)
     base.pop("preset", None)
-    return resolve(preset, **{**base, "d_iters": d_iters, "d_warmup": d_warmup, "device": args.device,
-                              **overrides})  # fmt: skip
+    return resolve(preset, **{**base, "d_iters": d_iters, "d_warmup": d_warmup, **overrides})
 
 
 def drive(run: plan.RunPlan) -> Status:
@@ -228,12 +213,13 @@ def launch(args) -> int:
             root = Path(args.runs_dir) if args.runs_dir else original.path.parent
             at = args.branch and (args.branch[1] if args.branch[1] is not None else
                                   int(original.branch_point()["iteration"]))  # fmt: skip
-            name = args.name or (f"{original.name}-replay" if args.replay else f"{original.name}-at-{at}")
+            name = args.name or (new_run_name(replay_of=original.name) if args.replay else
+                                 new_run_name(branch_of=original.name, at=at))  # fmt: skip
             argv = [*_without(argv, ("--runs-dir",)), "--runs-dir", str(root)]
         else:
             config, _ = _settings(args)
             root = storage.runs_root(args.runs_dir)
-            name = args.name or storage.timestamp_name(config.preset or config.arch, config.dataset)
+            name = args.name or new_run_name(config)
         RunFolder.check_new(root, name)
         path = root / name
         argv = [*_without(argv, ("--name",)), "--name", name]
@@ -243,7 +229,7 @@ def launch(args) -> int:
         code = subprocess.call(command)
     finally:
         signal.signal(signal.SIGINT, previous)
-    status, _ = RunFolder(path).logged_status() if (path / "config.json").is_file() else (None, "")
+    status, _ = RunFolder(path).logged_status() if RunFolder(path).config_path.is_file() else (None, "")
     return EXIT_CODES.get(status, code or 1) if status else (code or 1)
 
 
@@ -265,23 +251,22 @@ def train_ranked(args) -> int:
     last checkpoint) and shares it; all train it together."""
     group = distributed.join(args.device or "auto")
     try:
-        shared = {}
+        shared = None
         if group.main:
             try:
                 restart = _restarted_folder(args)
                 run = _plan(args, group.world, restart=restart)
                 run.group = group
                 if restart or (args.resume and distributed.restart_count()):
-                    run.folder.log("note", run.start_iteration, text=f"torchrun restart {distributed.restart_count()}: "
+                    run.folder.log(Event.NOTE, run.start_iteration, text=f"torchrun restart {distributed.restart_count()}: "
                                    f"resumed from the checkpoint of iteration {run.start_iteration}")  # fmt: skip
-                shared = {"path": str(run.folder.path), "config": asdict(run.config), "knobs": asdict(run.knobs),
-                          "checkpoint": run.checkpoint, "schedule": run.schedule}  # fmt: skip
+                shared = plan.Planned.of(run)
                 _remember_folder(args, run.folder.path)
             except Exception as exc:
-                group.share({"error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__})
+                group.share(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)  # why, instead
                 raise
         shared = group.share(shared)
-        if "error" in shared:
+        if not isinstance(shared, plan.Planned):
             return 2  # the first process says why
         if not group.main:
             run = plan.follow(shared, group)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 
 
 class ConfigError(ValueError):
@@ -26,6 +26,12 @@ COMPILE_MODES = ("none", "default", "reduce-overhead")
 
 class UsageError(Exception):
     """Bad command-line input: printed as one line, exit code 2."""
+
+
+def setting(default=MISSING, help: str | None = None, *, factory=MISSING, **options):
+    """A dataclass field that is also a `train` flag, --name-with-dashes (a knob's is a `control` flag too): its
+    help and argparse options (choices, action) here, its type the field's, its range checked in __post_init__."""
+    return field(default=default, default_factory=factory, metadata={"flag": {"help": help, **options}})
 
 
 class DataError(ValueError):
@@ -53,9 +59,9 @@ def check_choice(name: str, value, allowed) -> None:
 class Knobs:
     """What the user may change while a run trains; read once per iteration by the training thread."""
 
-    lr_g: float = 2e-4
-    lr_d: float = 2e-4
-    flip_prob: float = 0.0  # each real sample's D target flipped with this probability (MATLAB)
+    lr_g: float = setting(2e-4)
+    lr_d: float = setting(2e-4)
+    flip_prob: float = setting(0.0)  # each real sample's D target flipped with this probability (MATLAB)
     d_iters: int = 1  # discriminator updates per generator update
     d_warmup: bool = False  # Keras schedule: 100 D updates when it % 1000 < 25 or it % 500 == 0
 
@@ -89,38 +95,52 @@ def knob_names() -> list[str]:
 class RunConfig:
     """Everything fixed at run start; with Knobs, enough to repeat a run."""
 
-    arch: str = "dcgan28"
-    loss: str = "bce"
-    dataset: str = "digits"
+    arch: str = setting("dcgan28")
+    loss: str = setting("bce")
+    dataset: str = setting("digits")
     preset: str | None = None
-    iterations: int = 2000  # the run's total
-    batch_size: int = 64
-    z_dim: int = 100
-    optimizer: str = "adam"
-    beta1: float = 0.5
-    beta2: float = 0.999
+    iterations: int = setting(2000)  # the run's total
+    batch_size: int = setting(64)
+    z_dim: int = setting(100)
+    optimizer: str = setting("adam")
+    beta1: float = setting(0.5)
+    beta2: float = setting(0.999)
     lr_schedule: str = "constant"
     g_steps: int = 1  # generator updates per iteration on the same z (CNTK: 2)
-    width: float = 1.0  # every hidden layer's filters/units as a multiple of the reference design's
-    pack: int = 1  # PacGAN: D judges `pack` samples at once, joined along channels (mode collapse costs more)
-    augment: str = "none"  # DiffAugment on every D input: "translation" or "translation+cutout" (images)
-    clip_value: float | None = None  # critic weight clipping (wasserstein only)
+    width: float = setting(1.0)  # every hidden layer's filters/units as a multiple of the reference design's
+    # PacGAN: D judges `pack` samples at once, joined along channels (mode collapse costs more)
+    pack: int = setting(1)
+    # DiffAugment on every D input: "translation" or "translation+cutout" (images)
+    augment: str = setting("none")
+    clip_value: float | None = setting(None)  # critic weight clipping (wasserstein only)
     hflip: bool = False  # random horizontal flip of real images
-    sample_every: int = 100
+    sample_every: int = setting(100)
     n_fixed: int | None = None  # fixed latents; None: 25, 10 per class (conditional), 512 (2-D)
-    seed: int = 0
-    device: str = "auto"
-    threads: int | None = None  # torch intra-op threads on CPU; None: all cores
-    tensorboard: bool = False  # also write TensorBoard event files into RUN/tensorboard/ (optional package)
-    nproc: int = 1  # processes training the run together (torchrun); each D update sees nproc x batch_size
-    checkpoint_every: int = 1000
-    keep_checkpoints: int = 5  # the newest checkpoints kept along the run (iter_N.pt): branch points
-    precision: str = "fp32"  # PRECISIONS
-    channels_last: bool = False  # image networks' weights and batches in channels-last (NHWC) layout
-    compile: str = "none"  # COMPILE_MODES
-    fused: bool = True  # Adam's and SGD's fused (one-kernel) step where the device has one
-    eval_every: int | None = None  # sample-quality metrics: None = automatic (~2% of training time), 0 = off
-    data_dir: str = field(default_factory=lambda: os.environ.get("GAN_DATA_DIR", "data"))
+    seed: int = setting(0)
+    device: str = setting("auto", choices=DEVICES)
+    threads: int | None = setting(None)  # torch intra-op threads on CPU; None: all cores
+    # also write TensorBoard event files into RUN/tensorboard/ (optional package: refused without it)
+    tensorboard: bool = setting(
+        False,
+        "also write TensorBoard event files into the run folder (needs: pip install tensorboard)",
+        action="store_true",
+    )
+    # processes training the run together (torchrun); each D update sees nproc x batch_size
+    nproc: int = setting(
+        1, "processes that train the run together, under torchrun (one GPU each on CUDA); default 1"
+    )
+    checkpoint_every: int = setting(1000)
+    keep_checkpoints: int = setting(5)  # the newest checkpoints kept along the run (iter_N.pt): branch points
+    precision: str = setting("fp32")  # PRECISIONS
+    channels_last: bool = setting(False, "image networks' weights and batches in channels-last (NHWC) layout")
+    compile: str = setting("none")  # COMPILE_MODES
+    # Adam's and SGD's fused (one-kernel) step where the device has one
+    fused: bool = setting(
+        True, "Adam's and SGD's fused one-kernel step (on by default; --no-fused for the per-tensor step)"
+    )
+    # sample-quality metrics: None = automatic (~2% of training time), 0 = off
+    eval_every: int | None = setting(None)
+    data_dir: str = setting(factory=lambda: os.environ.get("GAN_DATA_DIR", "data"))
     parent: str | None = None  # a branch: the run folder it continues (gan_core.plan.branch) ...
     branched_at: int | None = None  # ... from that run's checkpoint of this iteration
 
@@ -165,6 +185,27 @@ class RunConfig:
         if unknown:
             raise ConfigError(f"unknown setting {sorted(unknown)[0]!r}")
         return dataclasses.replace(self, **changes)
+
+
+# ---- what may change, and the flags
+
+# What continuing a run may change, by field name: in its own folder (resume), or in a new one from a kept
+# checkpoint (branch: the knobs too, and the settings that leave the networks' and optimisers' shapes alone).
+RESUME_SETTINGS = ("iterations", "device", "threads", "nproc")
+BRANCH_SETTINGS = (
+    "iterations", "loss", "clip_value", "augment", "hflip", "lr_schedule", "sample_every", "checkpoint_every",
+    "keep_checkpoints", "eval_every", "tensorboard", "device", "threads", "nproc", "precision", "channels_last",
+    "compile", "fused",
+)  # fmt: skip
+
+
+def flag_fields(*classes) -> list[dataclasses.Field]:
+    """The fields of these dataclasses (default: RunConfig, then Knobs) that are command-line flags."""
+    return [f for cls in classes or (RunConfig, Knobs) for f in fields(cls) if "flag" in f.metadata]
+
+
+def flag_names(*classes) -> list[str]:
+    return [f.name for f in flag_fields(*classes)]
 
 
 # ---- JSON

@@ -3,40 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
-from .config import DEVICES, UsageError
+from .config import DEVICES, Knobs, UsageError, flag_fields
 
-# `train` flags that map one-to-one onto a RunConfig field or knob of the same name (dashes as underscores)
-SETTING_FLAGS = [("--arch", str), ("--loss", str), ("--dataset", str), ("--iterations", int),
-                 ("--batch-size", int), ("--lr-g", float), ("--lr-d", float), ("--flip-prob", float),
-                 ("--z-dim", int), ("--sample-every", int), ("--seed", int), ("--threads", int),
-                 ("--optimizer", str), ("--beta1", float), ("--beta2", float), ("--clip-value", float),
-                 ("--checkpoint-every", int), ("--keep-checkpoints", int), ("--pack", int), ("--augment", str), ("--eval-every", int),
-                 ("--width", float), ("--data-dir", str), ("--precision", str), ("--compile", str)]  # fmt: skip
-# `train` switches onto a RunConfig field of the same name: --X sets it, --no-X clears it
-SWITCH_FLAGS = {
-    "--channels-last": "image networks' weights and batches in channels-last (NHWC) layout",
-    "--fused": "Adam's and SGD's fused one-kernel step (on by default; --no-fused for the per-tensor step)",
-}
-RESUME_FLAGS = (
-    "iterations",
-    "device",
-    "threads",
-    "nproc",
-    "max_restarts",
-)  # what may change when a run continues
 COMMANDS = {
     "train": "train",
     "sample": "sample",
     "evaluate": "evaluate",
     "list": "list_all",
 }  # in commands.py
-REPLAY_FLAGS = ("runs_dir", "name", "nproc", "max_restarts")  # what a replay may be given
-KNOB_FLAGS = (
-    ("--lr-g", float),
-    ("--lr-d", float),
-    ("--flip-prob", float),
-)  # `control`, as `train` spells them
+FLAG_TYPES = {"int": int, "float": float, "str": str}
 
 
 class Parser(argparse.ArgumentParser):
@@ -63,17 +40,32 @@ def branch_arg(text: str) -> tuple[str, int | None]:
     return path, int(iteration)
 
 
+def add_field_flags(parser: argparse.ArgumentParser, fields: list[dataclasses.Field]) -> None:
+    """--name-with-dashes for each field, of the field's type (a bool: --X / --no-X), with its metadata's help and
+    options. Unset flags stay None: the preset's or the run's value stands."""
+    for f in fields:
+        options = {"default": None, **f.metadata["flag"]}
+        kind = f.type.split("|")[0].strip()
+        if kind == "bool":
+            options.setdefault("action", argparse.BooleanOptionalAction)
+        elif "choices" not in options:
+            options["type"] = FLAG_TYPES[kind]
+        parser.add_argument("--" + f.name.replace("_", "-"), **options)
+
+
 def build_parser() -> Parser:
     parser = Parser(prog="python -m gan_core", description="Train GANs, sample from them, list what exists.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    for add in (_train, _control, _others):
+        add(sub)
+    return parser
+
+
+def _train(sub) -> None:
     train = sub.add_parser("train", help="train a GAN; prints the run folder's path as its last line")
     train.add_argument("--preset", help="a reference design or toy (see `list`)")
-    for flag, kind in SETTING_FLAGS:
-        train.add_argument(flag, type=kind)
+    add_field_flags(train, flag_fields())
     train.add_argument("--d-iters", type=d_iters_arg, help="D updates per G update, or warmup[:K]")
-    for flag, text in SWITCH_FLAGS.items():
-        train.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=text)
-    train.add_argument("--device", choices=DEVICES)
     train.add_argument("--runs-dir", help="default: $GAN_RUNS_DIR or ./runs")
     train.add_argument("--name", help="run folder name (default: time, preset, data set)")
     train.add_argument(
@@ -85,33 +77,28 @@ def build_parser() -> Parser:
         help="continue this run up to --iterations in total (--device, --threads may change too)",
     )
     train.add_argument(
-        "--tensorboard",
-        action="store_true",
-        default=None,
-        help="also write TensorBoard event files into the run folder (needs: pip install tensorboard)",
-    )
-    train.add_argument("--replay", metavar="RUN_DIR", help="a new run repeating RUN_DIR: its settings, seed and "
-                       "every knob change at the iteration it took effect")  # fmt: skip
-    train.add_argument("--branch", metavar="RUN_DIR[@ITERATION]", type=branch_arg,
-                       help="a new run continuing RUN_DIR from its kept checkpoint of ITERATION (default: its "
-                       "latest); give the knobs or settings to change (--lr-d, --loss, --iterations ...)")  # fmt: skip
-    train.add_argument(
-        "--nproc",
-        type=int,
-        help="processes that train the run together, under torchrun (one GPU each on CUDA); default 1",
+        "--replay",
+        metavar="RUN_DIR",
+        help="a new run repeating RUN_DIR: its settings, seed and "
+        "every knob change at the iteration it took effect",
     )
     train.add_argument(
-        "--max-restarts",
-        type=int,
-        help="with --nproc: restart the processes this often after "
-        "a failure, from the last checkpoint (default 0)",
+        "--branch",
+        metavar="RUN_DIR[@ITERATION]",
+        type=branch_arg,
+        help="a new run continuing RUN_DIR from its kept checkpoint of ITERATION (default: its "
+        "latest); give the knobs or settings to change (--lr-d, --loss, --iterations ...)",
     )
+    train.add_argument("--max-restarts", type=int, help="with --nproc: restart the processes this often after "
+                       "a failure, from the last checkpoint (default 0)")  # fmt: skip
+
+
+def _control(sub) -> None:
     control = sub.add_parser(
         "control", help="steer a live run: change its knobs, pause, step, continue, stop, save"
     )
     control.add_argument("run_dir")
-    for flag, kind in KNOB_FLAGS:
-        control.add_argument(flag, type=kind)
+    add_field_flags(control, flag_fields(Knobs))
     control.add_argument("--d-iters", type=d_iters_arg, help="D updates per G update, or warmup[:K]")
     action = control.add_mutually_exclusive_group()
     for flag in ("--pause", "--continue", "--stop", "--save"):
@@ -122,6 +109,9 @@ def build_parser() -> Parser:
                             help=f"pause, then train only {name} for N updates (the other network stands still)")  # fmt: skip
     control.add_argument("--wait", action="store_true", help="exit once applied; print the iteration")
     control.add_argument("--timeout", type=float, default=60.0, help="seconds --wait waits (default 60)")
+
+
+def _others(sub) -> None:
     status = sub.add_parser("status", help="a run's status, iteration, process, host and heartbeat")
     status.add_argument("run_dir")
     status.add_argument("--json", action="store_true", help="print one JSON object")
@@ -138,4 +128,3 @@ def build_parser() -> Parser:
     evaluate.add_argument("--device", default="auto", choices=DEVICES)
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     sub.add_parser("list", help="architectures, losses, data sets, presets")
-    return parser

@@ -14,7 +14,8 @@ from dashboard.registry import registry
 from dashboard.sidebar import STATUS_ICONS, page_setup
 from gan_core import ConfigError
 from gan_core.engine.losses import LOSSES
-from gan_core.folder.run_folder import RunFolder, RunInfo, Status
+from gan_core.folder.run_folder import RunFolder, RunInfo
+from gan_core.folder.status import Status
 from gan_core.training.plan import branch_target, knob_schedule, knobs_at
 from gan_core.training.run import format_elapsed
 

@@ -11,7 +11,8 @@ from test_cli import cli
 
 from gan_core.config import ConfigError
 from gan_core.engine.presets import resolve
-from gan_core.folder.run_folder import CheckpointError, RunFolder, Status
+from gan_core.folder.run_folder import CheckpointError, RunFolder
+from gan_core.folder.status import Status
 from gan_core.training import plan
 from gan_core.training.loop import TrainingLoop
 

@@ -20,7 +20,8 @@ from conftest import tiny_points, wait_for
 from gan_core.cli import main
 from gan_core.engine.presets import resolve
 from gan_core.folder import control
-from gan_core.folder.run_folder import RunFolder, Status, run_info
+from gan_core.folder.run_folder import RunFolder, run_info
+from gan_core.folder.status import Status
 from gan_core.training.run import start_run
 
 APPLIED = re.compile(r"applied (.+) at iteration (\d+)")

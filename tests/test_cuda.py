@@ -19,11 +19,13 @@ from PIL import Image
 from gan_core.cli import main
 from gan_core.config import Knobs
 from gan_core.engine.data import to_model_range
+from gan_core.engine.devices import available_devices
 from gan_core.engine.models import ARCHS
 from gan_core.engine.presets import resolve
 from gan_core.engine.sampling import generate, latents, load_sampler
-from gan_core.engine.trainer import Trainer, available_devices
-from gan_core.folder.run_folder import RunFolder, Status
+from gan_core.engine.trainer import Trainer
+from gan_core.folder.run_folder import RunFolder
+from gan_core.folder.status import Status
 from gan_core.quality.metrics import image_evaluator, load_or_train_classifier
 from gan_core.training import plan
 from gan_core.training.loop import TrainingLoop

@@ -21,7 +21,8 @@ import torch.distributed
 
 import gan_core.training.distributed
 from gan_core.cli import main
-from gan_core.folder.run_folder import RunFolder, Status, run_info
+from gan_core.folder.run_folder import RunFolder, run_info
+from gan_core.folder.status import Status
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="no torch.distributed here")
 

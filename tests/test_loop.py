@@ -7,7 +7,7 @@ import torch
 from conftest import tiny_images, tiny_points, wait_for
 
 from gan_core.engine.presets import resolve
-from gan_core.folder.run_folder import Status
+from gan_core.folder.status import Status
 from gan_core.training import plan
 from gan_core.training.hooks import Hook
 from gan_core.training.loop import Diverged, TrainingLoop
@@ -120,7 +120,7 @@ def test_the_thread_driver_pauses_steps_and_saves_on_request(tmp_path):
         assert wait_for(lambda: run.iteration == done + 3) and run.status is Status.PAUSED
         assert len(run.history) == done + 3  # steps taken while paused are recorded at once
         assert run.checkpoint_now(10) and run.plan.folder.load_checkpoint()["iteration"] == done + 3
-        run.resume()
+        run.unpause()
         assert wait_for(lambda: run.iteration > done + 10) and run.status is Status.RUNNING
     finally:
         run.stop()

@@ -17,7 +17,8 @@ from gan_core.engine.data import to_model_range
 from gan_core.engine.presets import resolve
 from gan_core.folder import milestone
 from gan_core.folder.milestone import Mark
-from gan_core.folder.run_folder import RunFolder, Status
+from gan_core.folder.run_folder import RunFolder
+from gan_core.folder.status import Status
 from gan_core.folder.watch import FolderRun
 from gan_core.quality.metrics import ImageEvaluator, _split
 from gan_core.training import plan

@@ -101,7 +101,7 @@ def test_knobs_still_apply_after_solo_steps(live):
     live.step_player("d", 1)
     assert wait_for(lambda: live.status == Status.PAUSED)
     live.update(lr_d=1e-3)
-    live.resume()
+    live.unpause()
     assert wait_for(lambda: live.snapshot().knobs == Knobs(lr_g=live.knobs.lr_g, lr_d=1e-3))
 
 

@@ -14,7 +14,7 @@ from gan_core.config import ConfigError, Knobs, RunConfig
 from gan_core.engine.presets import resolve
 from gan_core.engine.sampling import generate, latents, load_sampler
 from gan_core.engine.trainer import Trainer
-from gan_core.folder.run_folder import Status
+from gan_core.folder.status import Status
 from gan_core.training import plan
 from gan_core.training.loop import TrainingLoop
 

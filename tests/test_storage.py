@@ -20,7 +20,8 @@ from test_loop import new_plan
 
 import gan_core.training.recorder
 from gan_core.folder import storage
-from gan_core.folder.run_folder import RunFolder, Status
+from gan_core.folder.run_folder import RunFolder
+from gan_core.folder.status import Status
 from gan_core.training import plan
 from gan_core.training.loop import TrainingLoop
 

@@ -9,7 +9,7 @@ from gan_core.cli import main
 from gan_core.config import ConfigError
 from gan_core.engine import presets
 from gan_core.engine.presets import resolve
-from gan_core.folder.run_folder import Status
+from gan_core.folder.status import Status
 from gan_core.training import plan
 from gan_core.training.loop import TrainingLoop
 

@@ -20,7 +20,8 @@ from streamlit.testing.v1 import AppTest
 from dashboard.registry import registry
 from gan_core.config import ConfigError
 from gan_core.engine.presets import resolve
-from gan_core.folder.run_folder import RunFolder, Status, run_info
+from gan_core.folder.run_folder import RunFolder, run_info
+from gan_core.folder.status import Status
 from gan_core.folder.watch import FolderRun, Tail, parse_rows
 from gan_core.training.plan import resume
 from gan_core.training.run import start_run

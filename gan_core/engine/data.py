@@ -20,9 +20,13 @@ from torchvision.datasets.folder import IMG_EXTENSIONS, ImageFolder, has_file_al
 from torchvision.datasets.utils import download_and_extract_archive
 from torchvision.transforms.v2 import functional as F
 
-from ..config import DataError  # defined beside ConfigError: the command line catches both without torch
+from ..config import (  # defined beside ConfigError: the command line catches both without torch
+    DataError,
+    RunConfig,
+)
+from ..folder.run_folder import POINTS_PREFIX
 from .idx import APT_PACKAGES, TRAIN_IMAGES, TRAIN_LABELS, find_pair, idx_folders, read_pair
-from .points import PREFIX as POINTS_PREFIX
+from .models import ARCHS
 from .points import read_points, tiled
 
 FLOWERS_URL = "https://storage.googleapis.com/download.tensorflow.org/example_images/flower_photos.tgz"
@@ -311,6 +315,11 @@ def dataset_kind(name: str) -> str:
             f"unknown data set {name!r}: choose one of {', '.join(DATASETS)}, folder:PATH or points:FILE.npy"
         )
     return DATASETS[name].kind
+
+
+def data_for(config: RunConfig) -> Data:
+    """The data a run's settings train on, at its architecture's image size."""
+    return load_dataset(config.dataset, ARCHS[config.arch].image_size, config.data_dir)
 
 
 def load_dataset(

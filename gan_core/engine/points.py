@@ -11,7 +11,6 @@ import numpy as np
 
 from ..config import DataError
 
-PREFIX = "points:"
 # The smallest mode the toy metrics count holds 20 points (quality.metrics.MODE_MIN_POINTS): a drawing must hold
 # at least one mode's worth, or a generator is shown memorising dots, not learning a distribution.
 MIN_POINTS = 20
@@ -55,11 +54,6 @@ def read_points(path: str | Path) -> np.ndarray:
     except (OSError, ValueError) as exc:
         raise DataError(f"points file {path} is not a .npy array ({str(exc)[:80]})") from None
     return check_points(points, f"points file {path}")
-
-
-def dataset_label(name: str) -> str:
-    """A data set's name as a run folder's name carries it: 'points:/a/b/moons.npy' -> 'points-moons'."""
-    return f"points-{Path(name.removeprefix(PREFIX)).stem}" if name.startswith(PREFIX) else name
 
 
 def tiled(points: np.ndarray) -> np.ndarray:

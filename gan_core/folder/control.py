@@ -16,9 +16,10 @@ from typing import NamedTuple
 
 from ..config import ConfigError, Knobs
 from . import storage
+from .names import Kind
 
-KINDS = ("knobs", "pause", "continue", "step", "step_d", "step_g", "stop", "save")
-STEP_KINDS = ("step", "step_d", "step_g")  # n iterations; n updates of D alone; n updates of G alone
+KINDS = tuple(Kind)
+STEP_KINDS = (Kind.STEP, Kind.STEP_D, Kind.STEP_G)  # n iterations; n updates of D alone; n updates of G alone
 POLL_SECONDS = 0.2  # how often a training run lists its control directory (also while paused)
 BEAT_SECONDS = 1.0  # how often it rewrites its heartbeat
 STALE_SECONDS = 15.0  # a heartbeat older than this, with no process holding the lock: the run is not live
@@ -46,7 +47,7 @@ def check_request(kind: str, value: object = None) -> None:
     """ConfigError, naming the value and its allowed range, for a request no run could apply."""
     if kind not in KINDS:
         raise ConfigError(f"request {kind!r} is unknown: allowed {', '.join(KINDS)}")
-    if kind == "knobs":
+    if kind == Kind.KNOBS:
         if not isinstance(value, dict) or not value:
             raise ConfigError(
                 "a knobs request needs at least one of lr_g, lr_d, flip_prob, d_iters, d_warmup"

@@ -7,10 +7,12 @@ import math
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, NamedTuple
 
+from .names import Event
+
 if TYPE_CHECKING:
     from .run_folder import RunFolder
 
-EVENT = "recognisable"  # the event's kind in events.jsonl: logged once per run
+EVENT = Event.RECOGNISABLE  # logged once per run
 SHARE_OF_REAL = 0.5  # recognisable: at least half the share of recognisable images that real images score
 
 

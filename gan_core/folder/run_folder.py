@@ -24,7 +24,6 @@ import shutil
 import socket
 import time
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +31,7 @@ import numpy as np
 from ..config import ConfigError, Knobs, RunConfig, from_dict, to_json
 from . import control, lock, storage
 from .lock import FolderLock, Owner
+from .status import RunState, Status, logged_state, state_of
 
 CONFIG, METRICS, EVENTS, LOCK = "config.json", "metrics.csv", "events.jsonl", "lock"
 HEARTBEAT, CONTROL = "heartbeat.json", "control"
@@ -45,25 +45,6 @@ MAX_NAME = 100  # characters of a run folder's name
 # Version 1: the layout before checkpoints carried a version (read as version 1). Version 2 adds the field.
 CHECKPOINT_FORMAT = 2
 CHECKPOINT_KEYS = ("trainer", "iteration", "config", "knobs", "spec")
-
-
-class Status(str, Enum):
-    """A run's state, as events.jsonl records it."""
-
-    RUNNING = "running"
-    PAUSED = "paused"
-    FINISHED = "finished"  # reached its iterations
-    STOPPED = "stopped"  # stopped by hand; a checkpoint of where it stood is kept
-    FAILED = "failed"  # an exception ended it; the last good checkpoint is kept
-    DIVERGED = "diverged"  # a loss became NaN or infinite; the last good checkpoint is kept
-    INTERRUPTED = "interrupted"  # its log says it trains, but no process holds its folder: killed or crashed
-
-    def __str__(self) -> str:
-        return self.value
-
-    @property
-    def active(self) -> bool:
-        return self in (Status.RUNNING, Status.PAUSED)
 
 
 class CheckpointError(ConfigError):
@@ -129,6 +110,14 @@ class RunFolder:
         return folder
 
     # ---- config
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / CONFIG
+
+    @property
+    def events_path(self) -> Path:
+        return self.path / EVENTS
 
     def write_config(self, config: RunConfig, knobs: Knobs) -> None:
         storage.atomic_write(self.path / CONFIG, to_json(config, knobs))
@@ -320,17 +309,14 @@ class RunFolder:
 
     # ---- status, ownership
 
-    def logged_status(self, events: list[dict] | None = None) -> tuple[Status | None, str]:
+    def logged_status(self, events: list[dict] | None = None) -> RunState:
         """The last status events.jsonl records (or `events`, read from it already), with its reason."""
-        for event in reversed(self.read_events() if events is None else events):
-            status = event.get("status")
-            if (
-                event.get("event") == "status"
-                and isinstance(status, str)
-                and status in Status._value2member_map_
-            ):
-                return Status(status), str(event.get("reason", ""))
-        return None, ""
+        return logged_state(self.read_events() if events is None else events)
+
+    def state(self, events: list[dict] | None = None, beat: dict | None = None) -> RunState:
+        """The run's state now, from its heartbeat, its event log and its lock (gan_core.folder.status)."""
+        beat = self.heartbeat() if beat is None else beat
+        return state_of(self.logged_status(events), self.live(beat), beat)
 
     def owner(self) -> Owner | None:
         """The live process training into this folder, if any (reads only; takes nothing)."""
@@ -435,6 +421,28 @@ def _checked(state, shown: str) -> dict:
     return state
 
 
+# ---- naming
+
+
+POINTS_PREFIX = "points:"  # a drawn 2-D data set: `points:FILE.npy` (gan_core.engine.points reads it)
+
+
+def dataset_label(name: str) -> str:
+    """A data set's name as a run folder's name carries it: 'points:/a/b/moons.npy' -> 'points-moons'."""
+    return f"points-{Path(name.removeprefix(POINTS_PREFIX)).stem}" if name.startswith(POINTS_PREFIX) else name
+
+
+def new_run_name(config: RunConfig | None = None, *, replay_of: str | None = None, branch_of: str | None = None,
+                 at: int | None = None) -> str:  # fmt: skip
+    """The default name of a new run folder: RUN-replay for a replay, RUN-at-ITERATION for a branch, else the time,
+    the preset (or architecture) and the data set. The command line, torchrun's relaunch and the app all ask here."""
+    if replay_of is not None:
+        return f"{replay_of}-replay"
+    if branch_of is not None:
+        return f"{branch_of}-at-{at}"
+    return storage.timestamp_name(config.preset or config.arch, dataset_label(config.dataset))
+
+
 # ---- listing
 
 
@@ -464,10 +472,8 @@ class RunInfo:
 def run_info(folder: RunFolder) -> RunInfo:
     config, _ = folder.read_config()
     events = folder.read_events()
-    status, reason = folder.logged_status(events)
     owner, beat = folder.owner(), folder.heartbeat()
-    if status is not None and status.active and not folder.live(beat):
-        status, reason = Status.INTERRUPTED, f"its process ended while it was {status}: killed or crashed"
+    status, reason = folder.state(events, beat)
     last = folder.last_metrics()
     iteration, created = last.get("iteration", 0.0), events[0].get("time") if events else None
     return RunInfo(

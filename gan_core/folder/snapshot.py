@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
 from ..config import Knobs, RunConfig
 from .milestone import Mark
-from .run_folder import Status
+from .status import Status
 
 
 @dataclass(frozen=True)
@@ -40,3 +41,28 @@ class Snapshot:
     @property
     def active(self) -> bool:
         return self.status.active
+
+
+class RunHandle(Protocol):
+    """What the monitor needs of a run, trained by a thread of this process (gan_core.training.run.Run) or seen
+    through its folder (gan_core.folder.watch.FolderRun): snapshots out, commands in."""
+
+    run_dir: Path
+    notes: tuple[str, ...]
+
+    @property
+    def alive(self) -> bool: ...
+
+    def snapshot(self) -> Snapshot: ...
+
+    def update(self, **changes) -> Knobs: ...
+
+    def pause(self) -> None: ...
+
+    def unpause(self) -> None: ...
+
+    def step(self, n: int = 1) -> None: ...
+
+    def stop(self, wait: bool = True, timeout: float = 30.0) -> None: ...
+
+    def checkpoint_now(self, timeout: float = 30.0) -> bool: ...

@@ -17,8 +17,10 @@ from PIL import Image
 from ..config import ConfigError, Knobs, RunConfig
 from .history import COLUMNS, QUALITY_TABLE, History
 from .milestone import Mark, follow
-from .run_folder import RunFolder, Status
+from .names import Event, Kind
+from .run_folder import RunFolder
 from .snapshot import Snapshot
+from .status import NOTHING_LOGGED, RunState, Status, state_of
 
 
 class Tail:
@@ -93,13 +95,13 @@ class FolderRun:
         self.notes: tuple[str, ...] = ()
         self._lock = threading.Lock()  # one refresh at a time, whichever tab asks
         self._reset()
-        self._events_tail = Tail(self.folder.path / "events.jsonl")
+        self._events_tail = Tail(self.folder.events_path)
         self._config: tuple[RunConfig, Knobs] | None = None
         self._grid: tuple[int, np.ndarray | None] = (0, None)
         self._quality_note: str | None = None
         self._knob_events: tuple[dict, ...] = ()
         self._mark: Mark | None = None
-        self._status: tuple[Status | None, str] = (None, "")
+        self._status = NOTHING_LOGGED
         self._device = ""
         self._knobs = Knobs()
 
@@ -122,7 +124,7 @@ class FolderRun:
         self._read_metrics()
         self._read_events()
         beat = self.folder.heartbeat()
-        if self._config is None and (self.folder.path / "config.json").is_file():
+        if self._config is None and self.folder.config_path.is_file():
             self._config = self.folder.read_config()
         return beat
 
@@ -149,7 +151,7 @@ class FolderRun:
     def _read_events(self) -> None:
         text, again = self._events_tail.read()
         if again:
-            self._knob_events, self._status, self._quality_note, self._mark = (), (None, ""), None, None
+            self._knob_events, self._status, self._quality_note, self._mark = (), NOTHING_LOGGED, None, None
         for line in text.splitlines():
             try:
                 event = json.loads(line)
@@ -158,13 +160,13 @@ class FolderRun:
             if not isinstance(event, dict):
                 continue
             kind, self._mark = event.get("event"), follow(self._mark, event)
-            if kind == "knobs":
+            if kind == Event.KNOBS:
                 self._knob_events += (event,)
-            elif kind == "status" and event.get("status") in Status._value2member_map_:
-                self._status = (Status(event["status"]), str(event.get("reason", "")))
-            elif kind == "quality" and event.get("note"):
+            elif kind == Event.STATUS and event.get("status") in Status._value2member_map_:
+                self._status = RunState(Status(event["status"]), str(event.get("reason", "")))
+            elif kind == Event.QUALITY and event.get("note"):
                 self._quality_note = str(event["note"])
-            elif kind in ("start", "resume"):
+            elif kind in (Event.START, Event.RESUME):
                 self._device = str(event.get("device", ""))
                 self._config = None  # a resume may change iterations, device, processes
 
@@ -188,19 +190,14 @@ class FolderRun:
             return self._grid[1], self._grid[0]
         return self._grid[1], iteration
 
-    def _state(self, beat: dict) -> tuple[Status, str]:
-        logged, reason = self._status
-        if self.folder.live(beat):
-            if beat.get("status") in ("running", "paused"):
-                return Status(beat["status"]), str(beat.get("reason", ""))
-            return logged or Status.RUNNING, reason
-        if self.process is not None and self.process.poll() is None:
-            return Status.RUNNING, "starting"
-        if logged is None:
-            return Status.FAILED, self._launch_error()
-        if logged.active:
-            return Status.INTERRUPTED, f"its process ended while it was {logged}: killed or crashed"
-        return logged, reason
+    def _state(self, beat: dict) -> RunState:
+        live = self.folder.live(beat)
+        if not live and self.process is not None and self.process.poll() is None:
+            return RunState(Status.RUNNING, "starting")
+        if not live and self._status.status is None:
+            return RunState(Status.FAILED, self._launch_error())
+        state = state_of(self._status, live, beat)
+        return state if state.status is not None else RunState(Status.RUNNING, state.reason)
 
     def _launch_error(self) -> str:
         try:
@@ -256,29 +253,29 @@ class FolderRun:
         knobs = self._knobs.replace(
             **changes
         )  # checked here first: ConfigError names the value and its range
-        self.folder.send("knobs", changes)
+        self.folder.send(Kind.KNOBS, changes)
         return knobs
 
     def pause(self) -> None:
-        self.folder.send("pause")
+        self.folder.send(Kind.PAUSE)
 
-    def resume(self) -> None:
-        self.folder.send("continue")
+    def unpause(self) -> None:
+        self.folder.send(Kind.CONTINUE)
 
     def step(self, n: int = 1) -> None:
-        self.folder.send("step", max(1, int(n)))
+        self.folder.send(Kind.STEP, max(1, int(n)))
 
     def step_player(self, player: str, n: int = 1) -> None:
-        self.folder.send(f"step_{player}", max(1, int(n)))
+        self.folder.send(Kind(f"step_{player}"), max(1, int(n)))
 
     def stop(self, wait: bool = True, timeout: float = 30.0) -> None:
-        request = self.folder.send("stop", reply=wait)
+        request = self.folder.send(Kind.STOP, reply=wait)
         if wait:
             self.folder.reply(request, timeout)
 
     def checkpoint_now(self, timeout: float = 30.0) -> bool:
         if self.alive:
-            request = self.folder.send("save", reply=True)
+            request = self.folder.send(Kind.SAVE, reply=True)
             reply = self.folder.reply(request, timeout)
             return reply is not None and reply.applied and self.folder.has_checkpoint()
         return self.folder.has_checkpoint()

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..folder.run_folder import Status
+from ..folder.status import Status
 
 SUSTAINED = 0.8  # share of the window's rows that must show a pattern: a blip is not a failure mode
 FROZEN_STD = 1e-3

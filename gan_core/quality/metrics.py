@@ -16,8 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import ConfigError
-from ..engine.data import TOYS, Data, load_dataset, to_model_range
-from ..engine.models import ARCHS
+from ..engine.data import TOYS, Data, data_for, to_model_range
 from ..engine.sampling import Sampler, generate, latents
 from ..engine.trainer import points_bounds
 from ..folder import milestone
@@ -256,7 +255,7 @@ def evaluate_sampler(sampler: Sampler, device: torch.device, n: int = 2000, fid:
     floors and their recognisable share beside the samples'."""
     config = sampler.config
     result: dict = {"iteration": sampler.iteration}
-    data = load_dataset(config.dataset, ARCHS[config.arch].image_size, config.data_dir)
+    data = data_for(config)
     if data.points:  # the toys and drawn points: 2,500 points, KL and JS; the toys' modes too
         z, _ = latents(sampler, TOY_SAMPLES, seed=1)
         divergence = GridDivergence(data.x, points_bounds(data))

@@ -19,8 +19,9 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from ..config import ConfigError, Knobs
-from ..engine.trainer import Replicas, Trainer, resolve_device
+from ..config import ConfigError, Knobs, knob_names
+from ..engine.devices import resolve_device
+from ..engine.trainer import Replicas, Trainer
 
 TIMEOUT = datetime.timedelta(minutes=30)  # a paused run's other processes wait this long in one collective
 PEER_LOST_SIGNS = ("gloo", "NCCL", "onnection", "Broken pipe", "timed out", "Timed out")
@@ -70,7 +71,7 @@ def torchrun_command(nproc: int, restarts: int, argv: list[str]) -> list[str]:
 
 # ---- a boundary's decision, as numbers every process can add up
 
-KNOB_FIELDS = ("lr_g", "lr_d", "flip_prob", "d_iters", "d_warmup")
+KNOBS = knob_names()  # every knob travels as a number
 
 
 @dataclass
@@ -85,10 +86,12 @@ class Decision:
     next_boundary: int = 0  # the iteration after which the processes meet again
     answers: list = field(default_factory=list)  # (command, error or None): the first process's own
 
-    SIZE = 1 + len(KNOB_FIELDS) + 5
+    SIZE = 1 + len(KNOBS) + 5
 
     def encode(self) -> list[float]:
-        knobs = [1.0, *(float(getattr(self.knobs, k)) for k in KNOB_FIELDS)] if self.knobs else [0.0] * 6
+        knobs = (
+            [1.0, *(float(getattr(self.knobs, k)) for k in KNOBS)] if self.knobs else [0.0] * (1 + len(KNOBS))
+        )
         pause = 0.0 if self.pause is None else 1.0 if self.pause else 2.0
         return [
             *knobs,

@@ -17,9 +17,10 @@ from dataclasses import asdict
 from typing import NamedTuple
 
 from ..config import ConfigError, Knobs
-from ..engine.trainer import device_label
+from ..engine.devices import device_label
 from ..folder.control import KINDS, POLL_SECONDS, Request
-from ..folder.run_folder import Status
+from ..folder.names import Kind
+from ..folder.status import Status
 from .distributed import Decision, peer_lost
 from .hooks import checkpoint_due
 from .loop import Interrupted, TrainingLoop
@@ -156,18 +157,18 @@ class Driver:
         """Add one command to the boundary's decision (a bad one is answered with its error at once)."""
         kind, value = command.kind, command.value
         try:
-            if kind == "knobs":
+            if kind == Kind.KNOBS:
                 current = decision.knobs or self.loop.knobs
                 decision.knobs = value if isinstance(value, Knobs) else current.replace(**dict(value))
-            elif kind in ("pause", "continue"):
-                decision.pause = kind == "pause"
-            elif kind == "step":
+            elif kind in (Kind.PAUSE, Kind.CONTINUE):
+                decision.pause = kind == Kind.PAUSE
+            elif kind == Kind.STEP:
                 if not (self.paused or decision.pause):
                     raise ConfigError("step: the run is not paused (pause it first)")
                 decision.steps += int(value)
-            elif kind in ("step_d", "step_g"):
+            elif kind in (Kind.STEP_D, Kind.STEP_G):
                 self._fold_solo(decision, kind, int(value))
-            elif kind in ("stop", "save"):
+            elif kind in (Kind.STOP, Kind.SAVE):
                 setattr(decision, kind, True)
             else:
                 raise ConfigError(f"request {kind!r} is unknown: allowed {', '.join(KINDS)}")
@@ -223,7 +224,7 @@ class Driver:
         self.next_boundary = decision.next_boundary
         for command in decision.answers:
             if command.done is not None:
-                command.done(loop.iteration + (command.kind == "knobs"), None)
+                command.done(loop.iteration + (command.kind == Kind.KNOBS), None)
 
     def _state(self) -> dict:
         """The heartbeat's account of the run."""

@@ -18,6 +18,7 @@ from ..config import Knobs, RunConfig
 from ..engine.data import Data
 from ..engine.trainer import Trainer
 from ..folder import milestone
+from ..folder.names import Event
 from ..folder.run_folder import RunFolder
 from ..quality.metrics import QualityMonitor
 from .recorder import Recorder, StepResult
@@ -151,7 +152,7 @@ class QualityHook(Hook):
 
     def _unavailable(self, exc: Exception) -> None:
         self.note = f"quality metrics unavailable: {type(exc).__name__}: {exc}"
-        self._folder.log("quality", self._iteration, note=self.note)
+        self._folder.log(Event.QUALITY, self._iteration, note=self.note)
 
     def after_step(self, loop: LoopView, step: StepResult) -> None:
         self._iteration = step.iteration

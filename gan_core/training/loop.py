@@ -18,14 +18,16 @@ import torch
 from torch import Tensor
 
 from ..config import Knobs
+from ..engine.devices import resolve_device
 from ..engine.export import picture
 from ..engine.losses import LOSSES
 from ..engine.models import ARCHS
 from ..engine.solo import train_player
 from ..engine.toy_views import ToyViews
-from ..engine.trainer import Trainer, points_bounds, resolve_device
+from ..engine.trainer import Trainer, points_bounds
 from ..folder import storage
-from ..folder.run_folder import Status
+from ..folder.names import Event
+from ..folder.status import RunState, Status
 from .hooks import Hook, QualityHook, default_hooks
 from .plan import RunPlan
 from .recorder import Recorder, StepResult
@@ -67,7 +69,7 @@ class TrainingLoop:
         self.views = ToyViews() if self.data.points else None  # 2-D: G's arrows and manifold, once a second
         self.last_saved: int | None = None  # iteration of the last checkpoint written from finite metrics
         self._saved_knobs: Knobs | None = None
-        self._state = (Status.RUNNING, "starting")
+        self._state = RunState(Status.RUNNING, "starting")
         self._build(plan)
         # only the process that writes the folder draws grids, measures sample quality, and writes what was asked
         asked = tuple(make(self) for make in plan.asked_hooks()) if self.main else ()
@@ -104,9 +106,9 @@ class TrainingLoop:
     def _restore(self, checkpoint: dict) -> None:
         note = self.trainer.load_state_dict(checkpoint["trainer"])
         if note:
-            self.folder.log("note", self.iteration, text=note)
+            self.folder.log(Event.NOTE, self.iteration, text=note)
         self.recorder.restore(self.iteration)
-        self.events = tuple(e for e in self.folder.read_events() if e.get("event") == "knobs")
+        self.events = tuple(e for e in self.folder.read_events() if e.get("event") == Event.KNOBS)
         self.last_saved = self.iteration
 
     # ---- state
@@ -120,7 +122,7 @@ class TrainingLoop:
         return self._state[1]
 
     @property
-    def state(self) -> tuple[Status, str]:
+    def state(self) -> RunState:
         """(status, reason), read together."""
         return self._state
 
@@ -134,8 +136,8 @@ class TrainingLoop:
 
     def _set_status(self, status: Status, reason: str) -> None:
         if (status, reason) != self._state:
-            self._state = (status, reason)
-            self.folder.log("status", self.iteration, status=status.value, reason=reason)
+            self._state = RunState(status, reason)
+            self.folder.log(Event.STATUS, self.iteration, status=status.value, reason=reason)
 
     # ---- training
 
@@ -154,7 +156,7 @@ class TrainingLoop:
         """New knobs from the next iteration on, logged with the iteration that first uses them."""
         changes = {k: v for k, v in asdict(knobs).items() if getattr(self.knobs, k) != v}
         if changes:
-            self.events += (self.folder.log("knobs", self.iteration + 1, changes=changes),)
+            self.events += (self.folder.log(Event.KNOBS, self.iteration + 1, changes=changes),)
         self.knobs = knobs
 
     def pause(self) -> None:
@@ -169,7 +171,7 @@ class TrainingLoop:
         and the picture of the fixed latents redrawn (a paused run's D-only and G-only steps)."""
         self.flush()
         train_player(self.trainer, player, updates, self.knobs.flip_prob)
-        self.folder.log("solo", self.iteration, player=player, updates=updates)
+        self.folder.log(Event.SOLO, self.iteration, player=player, updates=updates)
         if self.views is not None:  # the arrows and the mesh show the change at once
             self.views.stale()
         if self.main:
@@ -227,7 +229,7 @@ class TrainingLoop:
         self.flush()
         if self.group is not None:  # every checkpoint checks that the processes still hold the same weights
             identical = self.group.check_replicas(self.trainer)
-            self.folder.log("replicas", self.iteration, processes=self.group.world, identical=identical)
+            self.folder.log(Event.REPLICAS, self.iteration, processes=self.group.world, identical=identical)
         state = {
             "trainer": self.trainer.state_dict(), "iteration": self.iteration, "epoch": self.trainer.epoch,
             "elapsed_s": float(self.recorder.history.last().get("elapsed_s", 0.0)), "knobs": asdict(self.knobs),
@@ -295,7 +297,7 @@ class TrainingLoop:
         """Failed, with the reason; events.jsonl also gets the traceback, where the disk still takes it."""
         try:
             self._set_status(Status.FAILED, failure_reason(exc, self.folder.path, self.last_saved))
-            self.folder.log("traceback", self.iteration, text="".join(traceback.format_exception(exc)))
+            self.folder.log(Event.TRACEBACK, self.iteration, text="".join(traceback.format_exception(exc)))
         except OSError:  # a full disk: the status holds the reason, for the caller to show
             pass
 

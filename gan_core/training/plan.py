@@ -9,18 +9,26 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
-from ..config import ConfigError, Knobs, RunConfig, from_dict
-from ..engine.data import Data, load_dataset
-from ..engine.models import ARCHS
-from ..engine.points import PREFIX as POINTS_PREFIX
-from ..engine.points import dataset_label, npy_bytes, read_points
+from ..config import (
+    BRANCH_SETTINGS,
+    RESUME_SETTINGS,
+    ConfigError,
+    Knobs,
+    RunConfig,
+    UsageError,
+    from_dict,
+    knob_names,
+)
+from ..engine.data import Data, data_for
+from ..engine.devices import resolve_device
+from ..engine.points import npy_bytes, read_points
 from ..engine.presets import check_compatible, check_data
-from ..engine.trainer import resolve_device
 from ..folder import milestone, storage
-from ..folder.run_folder import FolderLock, FollowerFolder, RunFolder, RunLocked
-from ..folder.storage import runs_root, timestamp_name
+from ..folder.names import Event
+from ..folder.run_folder import POINTS_PREFIX, FolderLock, FollowerFolder, RunFolder, RunLocked, new_run_name
+from ..folder.storage import runs_root
 from .hooks import Hook
 from .tensorboard import TensorBoardHook
 
@@ -55,6 +63,54 @@ class RunPlan:
             self.lock.release()
 
 
+# ---- what `train` asks for
+
+MODES = ("replay", "branch", "resume")  # a request names at most one source; the first of these it names wins
+LAUNCH = ("runs_dir", "name", "nproc", "max_restarts")  # where and on how many processes, whatever the mode
+REPLAY_GIVES = LAUNCH  # a replay repeats its original's settings
+RESUME_GIVES = (*RESUME_SETTINGS, "max_restarts")
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    """One `train`: a new run, or one that goes on from `source` (a run folder; a branch's is (folder, iteration or
+    None)), with the settings, knobs and launch options given (`changes`: only those given, by field name)."""
+
+    mode: str  # new | replay | branch | resume
+    source: object
+    changes: dict
+
+    @classmethod
+    def of(cls, given: dict) -> TrainRequest:
+        """From everything given, by name (None: not given)."""
+        changes = {name: value for name, value in given.items() if value is not None}
+        mode = next((mode for mode in MODES if mode in changes), "new")
+        return cls(mode, changes.pop(mode, None), changes)
+
+    def check(self) -> None:
+        """UsageError, naming the first flag this mode cannot take and what it can."""
+        allowed = {"replay": REPLAY_GIVES, "resume": RESUME_GIVES}.get(self.mode)
+        refused = [name for name in self.changes if allowed is not None and name not in allowed]
+        if refused:
+            doing = "in a replay" if self.mode == "replay" else "when a run resumes"
+            raise UsageError(f"{_flag(refused[0])} cannot change {doing}: with --{self.mode}, give only "
+                             f"{', '.join(map(_flag, allowed))}")  # fmt: skip
+        for mode in ("resume", "replay", "config", "preset") if self.mode == "branch" else ():
+            if mode in self.changes:
+                raise UsageError(f"--{mode} and --branch cannot be combined: a branch takes its settings from the "
+                                 "checkpoint it continues")  # fmt: skip
+
+    def branch_changes(self) -> tuple[dict, dict]:
+        """A branch's (settings, knobs) to change: what was given less the launch options."""
+        given = {name: value for name, value in self.changes.items() if name not in LAUNCH}
+        knobs = {name: given.pop(name) for name in knob_names() if name in given}
+        return given, knobs
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
 def new_run(
     config: RunConfig, knobs: Knobs, runs_dir: str | Path | None = None, name: str | None = None,
     data: Data | None = None,
@@ -66,9 +122,9 @@ def new_run(
     check_compatible(config, knobs)
     device = resolve_device(config.device)
     root = runs_root(runs_dir)
-    name = name or timestamp_name(config.preset or config.arch, dataset_label(config.dataset))
+    name = name or new_run_name(config)
     RunFolder.check_new(root, name)
-    data = data or load_dataset(config.dataset, ARCHS[config.arch].image_size, config.data_dir)
+    data = data or data_for(config)
     check_data(config, data.facts)
     folder = RunFolder.create(root, name)
     lock = folder.lock()
@@ -126,9 +182,15 @@ def resume(
         device=device or config.device, threads=threads or config.threads, nproc=nproc,
     )  # fmt: skip
     device = resolve_device(config.device)
-    data = load_dataset(config.dataset, ARCHS[config.arch].image_size, config.data_dir)
+    data = data_for(config)
     check_data(config, data.facts)
     _check_fits(checkpoint, data, folder)
+    lock, notes = _take_over(folder, config, start_knobs, done, device, note)
+    return RunPlan(folder, config, knobs, data, lock, checkpoint, notes)
+
+
+def _take_over(folder: RunFolder, config: RunConfig, start_knobs: Knobs, done: int, device, note: str | None):
+    """Lock a resumed run's folder and write what the resume changes; returns the lock and the notes to show."""
     lock = folder.lock()
     with _released_on_error(lock):
         if note:  # resuming from previous.pt: the damaged last.pt must not become the next previous.pt
@@ -138,8 +200,8 @@ def resume(
         if lock.stale is not None:
             notes += (f"took over the folder's lock from {lock.stale}, which ended without releasing it",)
         folder.write_config(config, start_knobs)
-        folder.log("resume", done, from_iteration=done, device=str(device), notes=list(notes))
-    return RunPlan(folder, config, knobs, data, lock, checkpoint, notes)
+        folder.log(Event.RESUME, done, from_iteration=done, device=str(device), notes=list(notes))
+    return lock, notes
 
 
 def replay(
@@ -156,18 +218,12 @@ def replay(
     early = [schedule.pop(it) for it in sorted(schedule) if it <= 1]
     for changes in early:  # in force from the first iteration: the replay starts with them
         knobs = knobs.replace(**changes)
-    plan = new_run(config, knobs, runs_dir or original.path.parent, name or f"{original.name}-replay", data)
+    plan = new_run(
+        config, knobs, runs_dir or original.path.parent, name or new_run_name(replay_of=original.name), data
+    )
     plan.schedule = schedule
-    plan.folder.log("replay", 0, of=str(original.path.resolve()), changes=len(schedule))
+    plan.folder.log(Event.REPLAY, 0, of=str(original.path.resolve()), changes=len(schedule))
     return plan
-
-
-# what a branch may set anew: the knobs, and settings that leave the networks' and optimisers' shapes alone
-BRANCH_SETTINGS = (
-    "iterations", "loss", "clip_value", "augment", "hflip", "lr_schedule", "sample_every", "checkpoint_every",
-    "keep_checkpoints", "eval_every", "tensorboard", "device", "threads", "nproc", "precision", "channels_last",
-    "compile", "fused",
-)  # fmt: skip
 
 
 def branch(
@@ -194,18 +250,19 @@ def branch(
     config = config.replace(**settings, iterations=target, parent=str(parent.path.resolve()), branched_at=at)
     settings = {k: getattr(config, k) for k in BRANCH_SETTINGS if getattr(config, k) != getattr(base, k)}
     knobs = start.replace(**knob_changes)
-    data = data or load_dataset(config.dataset, ARCHS[config.arch].image_size, config.data_dir)
+    data = data or data_for(config)
     _check_fits(checkpoint, data, parent)
-    plan = new_run(config, knobs, runs_dir or parent.path.parent, name or f"{parent.name}-at-{at}", data)
+    name = name or new_run_name(branch_of=parent.name, at=at)
+    plan = new_run(config, knobs, runs_dir or parent.path.parent, name, data)
     plan.checkpoint = checkpoint
     with _released_on_error(plan.lock):
         # its knobs' history is the parent's, then changed
         plan.folder.write_config(plan.config, knobs_at(parent, 1))  # a drawn data set: the branch's own copy
         _inherit(plan.folder, parent, at)
         changed = {k: v for k, v in asdict(knobs).items() if getattr(start, k) != v}
-        plan.folder.log("branch", at, of=str(parent.path.resolve()), settings=settings, knobs=changed)
+        plan.folder.log(Event.BRANCH, at, of=str(parent.path.resolve()), settings=settings, knobs=changed)
         if changed:  # marked on the curves, and repeated by a replay, as a change made by hand at that point
-            plan.folder.log("knobs", at + 1, changes=changed)
+            plan.folder.log(Event.KNOBS, at + 1, changes=changed)
     return plan
 
 
@@ -222,7 +279,7 @@ def _inherit(folder: RunFolder, parent: RunFolder, iteration: int) -> None:
         folder.write_metrics(columns, rows[rows[:, columns.index("iteration")] <= iteration], append=False)
     for it, changes in sorted(knob_schedule(parent.read_events()).items()):
         if 1 < it <= iteration:  # (changes at iteration 1 are in the parent's starting knobs)
-            folder.log("knobs", it, changes=changes)
+            folder.log(Event.KNOBS, it, changes=changes)
     mark = milestone.find(parent.read_events())
     if mark is not None and mark.iteration <= iteration:
         milestone.log(folder, mark.iteration, mark.elapsed_s, mark.detail)
@@ -240,9 +297,9 @@ def _replay_branch(original: RunFolder, config: RunConfig, schedule: dict[int, d
         )
     settings, knobs = {k: getattr(config, k) for k in BRANCH_SETTINGS}, asdict(knobs_at(original, at + 1))
     plan = branch(parent.path, at, settings, knobs, runs_dir or original.path.parent,
-                  name or f"{original.name}-replay", data)  # fmt: skip
+                  name or new_run_name(replay_of=original.name), data)  # fmt: skip
     plan.schedule = {it: changes for it, changes in schedule.items() if it > at + 1}
-    plan.folder.log("replay", at, of=str(original.path.resolve()), changes=len(plan.schedule))
+    plan.folder.log(Event.REPLAY, at, of=str(original.path.resolve()), changes=len(plan.schedule))
     return plan
 
 
@@ -250,10 +307,10 @@ def knob_schedule(events: list[dict]) -> dict[int, dict]:
     """{iteration: changes} of a run's knob events, as its final history has them."""
     schedule: dict[int, dict] = {}
     for event in events:
-        if event.get("event") == "resume":  # what came after the checkpoint was lost, and redone
+        if event.get("event") == Event.RESUME:  # what came after the checkpoint was lost, and redone
             start = int(event.get("from_iteration", event.get("iteration", 0)))
             schedule = {it: changes for it, changes in schedule.items() if it <= start}
-        elif event.get("event") == "knobs" and isinstance(event.get("changes"), dict):
+        elif event.get("event") == Event.KNOBS and isinstance(event.get("changes"), dict):
             schedule.setdefault(int(event["iteration"]), {}).update(event["changes"])
     return schedule
 
@@ -267,14 +324,27 @@ def knobs_at(folder: RunFolder, iteration: int) -> Knobs:
     return knobs
 
 
-def follow(shared: dict, group: Group) -> RunPlan:
-    """The run the group's first process planned (`shared`: its folder, settings and checkpoint), for another
-    process of the group: it loads the same data and writes nothing."""
-    config, knobs = RunConfig(**shared["config"]), Knobs(**shared["knobs"])
-    data = load_dataset(config.dataset, ARCHS[config.arch].image_size, config.data_dir)
-    schedule = {int(it): changes for it, changes in (shared.get("schedule") or {}).items()} or None
-    return RunPlan(FollowerFolder(shared["path"]), config, knobs, data, None, shared["checkpoint"], group=group,
-                   schedule=schedule)  # fmt: skip
+class Planned(NamedTuple):
+    """What a group's first process planned, for the others (plain data: it travels pickled to them)."""
+
+    path: str
+    config: dict
+    knobs: dict
+    checkpoint: dict | None
+    schedule: dict[int, dict] | None
+
+    @classmethod
+    def of(cls, run: RunPlan) -> Planned:
+        return cls(str(run.folder.path), asdict(run.config), asdict(run.knobs), run.checkpoint, run.schedule)
+
+
+def follow(shared: Planned, group: Group) -> RunPlan:
+    """The run the group's first process planned, for another process of the group: it loads the same data and
+    writes nothing."""
+    config, knobs = RunConfig(**shared.config), Knobs(**shared.knobs)
+    schedule = {int(it): changes for it, changes in (shared.schedule or {}).items()} or None
+    return RunPlan(FollowerFolder(shared.path), config, knobs, data_for(config), None, shared.checkpoint,
+                   group=group, schedule=schedule)  # fmt: skip
 
 
 def _check_fits(checkpoint: dict, data: Data, folder: RunFolder) -> None:

@@ -16,10 +16,11 @@ from pathlib import Path
 
 from ..config import ConfigError, Knobs, RunConfig
 from ..engine.data import Data
-from ..engine.trainer import device_label, resolve_device
+from ..engine.devices import device_label, resolve_device
 from ..folder.history import COLUMNS, QUALITY_TABLE, History
-from ..folder.run_folder import Status
+from ..folder.names import Kind
 from ..folder.snapshot import Snapshot
+from ..folder.status import RunState, Status
 from . import plan as plans
 from .driver import Command, Driver
 from .loop import TrainingLoop, failure_reason
@@ -47,7 +48,7 @@ class Run:
         self._commands: queue.SimpleQueue[Command] = queue.SimpleQueue()
         self._stopping = False
         self._loop: TrainingLoop | None = None
-        self._ended: tuple[Status, str] | None = None  # set when the loop could not even be built
+        self._ended: RunState | None = None  # set when the loop could not even be built
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._main, name=f"gan-run-{self.run_dir.name}", daemon=True)
         _RUNS.add(self)
@@ -68,28 +69,29 @@ class Run:
             if not self.status.active:
                 raise ConfigError(f"the run is {self.status}: its knobs can no longer change")
             self._knobs = knobs = self._knobs.replace(**changes)  # validates: raises ConfigError
-        self._commands.put(Command("knobs", knobs))
+        self._commands.put(Command(Kind.KNOBS, knobs))
         return knobs
 
     def pause(self) -> None:
         """Pause after the current iteration; the status reads 'paused' once the thread waits."""
-        self._commands.put(Command("pause"))
+        self._commands.put(Command(Kind.PAUSE))
 
-    def resume(self) -> None:
-        self._commands.put(Command("continue"))
+    def unpause(self) -> None:
+        """Go on training after a pause."""
+        self._commands.put(Command(Kind.CONTINUE))
 
     def step(self, n: int = 1) -> None:
         """While paused, train n more iterations, then wait again."""
-        self._commands.put(Command("step", max(0, int(n))))
+        self._commands.put(Command(Kind.STEP, max(0, int(n))))
 
     def step_player(self, player: str, n: int = 1) -> None:
         """Train only D ('d') or only G ('g') for n updates; the run pauses (if it was not) and stays paused."""
-        self._commands.put(Command(f"step_{player}", max(1, int(n))))
+        self._commands.put(Command(Kind(f"step_{player}"), max(1, int(n))))
 
     def stop(self, wait: bool = True, timeout: float = 30.0) -> None:
         """End training; the thread saves a checkpoint and exits (within a second for small models)."""
         self._stopping = True  # also read inside an iteration, between D updates
-        self._commands.put(Command("stop"))
+        self._commands.put(Command(Kind.STOP))
         if wait:
             self.wait(timeout)
 
@@ -99,7 +101,7 @@ class Run:
         if not self.alive:
             return self.plan.folder.has_checkpoint()
         done = threading.Event()
-        self._commands.put(Command("save", done=lambda iteration, error: done.set()))
+        self._commands.put(Command(Kind.SAVE, done=lambda iteration, error: done.set()))
         return done.wait(timeout) and self.plan.folder.has_checkpoint()
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -127,9 +129,9 @@ class Run:
     def reason(self) -> str:
         return self._state()[1]
 
-    def _state(self) -> tuple[Status, str]:
+    def _state(self) -> RunState:
         loop = self._loop
-        return self._ended or (loop.state if loop is not None else (Status.RUNNING, "starting"))
+        return self._ended or (loop.state if loop is not None else RunState(Status.RUNNING, "starting"))
 
     @property
     def iteration(self) -> int:
@@ -168,7 +170,7 @@ class Run:
             loop = self._loop = TrainingLoop(self.plan)
         except BaseException as exc:  # logged by the loop; shown here
             kept = self.plan.start_iteration if self.plan.checkpoint is not None else None
-            self._ended = (Status.FAILED, failure_reason(exc, self.plan.folder.path, kept))
+            self._ended = RunState(Status.FAILED, failure_reason(exc, self.plan.folder.path, kept))
             self._done.set()
             return
         driver, error = Driver(loop, inbox=self._commands, stop_requested=self._stop_requested), None

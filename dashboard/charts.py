@@ -70,10 +70,17 @@ def mark_recognisable(fig: go.Figure, mark: Mark | None) -> go.Figure:
     return fig
 
 
-def scores_figure(history: dict, events=()) -> go.Figure:
-    """The monitor's right panel: Generator and Discriminator scores in [0, 1]."""
+def scores_figure(history: dict, events=(), quality: dict | None = None) -> go.Figure:
+    """The monitor's right panel: Generator and Discriminator scores in [0, 1]; with a 2-D run's quality table,
+    the Jensen-Shannon divergence to the real density beside them (bits, also in [0, 1])."""
     fig = go.Figure([_line(history, "score_g", "Generator", GENERATOR),
                      _line(history, "score_d", "Discriminator", DISCRIMINATOR)])  # fmt: skip
+    if quality is not None and "js" in quality and np.isfinite(quality["js"]).any():
+        measured = np.isfinite(quality["js"])
+        x, y = downsample(quality["iteration"][measured], quality["js"][measured], MAX_POINTS)
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers",
+                                 name="JS divergence (bits)", line=dict(color="#2E8B57", width=1.5, dash="dash"),
+                                 marker=dict(size=3)))  # fmt: skip
     _mark_changes(fig, events)
     return _layout(fig, "Score", [0, 1])
 
@@ -90,8 +97,45 @@ def lines_figure(
     return fig
 
 
-def points_figure(points: dict) -> go.Figure:
-    """GAN Lab's view: D's output as a heat-map, real (green) and generated (purple) points on top."""
+ARROWS, MESH = "G's gradients", "G's manifold"  # the 2-D picture's optional layers
+ARROW_SHARE = 0.06  # the longest arrows (95th percentile) drawn this share of the square's width
+
+
+def _segments(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """x and y of line segments as one trace: start, end, gap (NaN) for each."""
+    gaps = np.full(len(starts), np.nan)
+    xy = [np.stack([starts[:, i], ends[:, i], gaps], 1).ravel() for i in range(2)]
+    return xy[0], xy[1]
+
+
+def arrow_traces(points: dict) -> list[go.Scatter]:
+    """An arrow on each generated point, the way G's update moves it, scaled for reading (ARROW_SHARE)."""
+    starts, arrows = points["arrows_from"], points["arrows"]
+    lengths = np.hypot(arrows[:, 0], arrows[:, 1])
+    scale = ARROW_SHARE * 2 * points["bounds"] / max(float(np.percentile(lengths, 95)), 1e-12)
+    ends = starts + scale * arrows
+    x, y = _segments(starts, ends)
+    angles = np.degrees(np.arctan2(arrows[:, 0], arrows[:, 1]))  # Plotly: clockwise from up
+    return [go.Scatter(x=x, y=y, mode="lines", name=ARROWS, line=dict(color="#e08214", width=1),
+                       hoverinfo="skip", legendgroup="arrows"),
+            go.Scatter(x=ends[:, 0], y=ends[:, 1], mode="markers", showlegend=False, legendgroup="arrows",
+                       marker=dict(symbol="triangle-up", size=6, angle=angles, color="#e08214"),
+                       hoverinfo="skip")]  # fmt: skip
+
+
+def mesh_trace(points: dict) -> go.Scatter:
+    """G's image of a regular grid of latents, its rows and columns drawn as lines: the plane as G folds it."""
+    mesh = points["manifold"]  # (s, s, 2)
+    lines = [*mesh, *mesh.transpose(1, 0, 2)]
+    gap = np.full((1, 2), np.nan)
+    xy = np.concatenate([np.concatenate([line, gap]) for line in lines])
+    return go.Scatter(x=xy[:, 0], y=xy[:, 1], mode="lines", name=MESH, hoverinfo="skip",
+                      line=dict(color="rgba(60, 60, 60, 0.55)", width=1))  # fmt: skip
+
+
+def points_figure(points: dict, layers=()) -> go.Figure:
+    """GAN Lab's view: D's output as a heat-map, real (green) and generated (purple) points on top; `layers`
+    (ARROWS, MESH) adds G's gradient arrows and its manifold where the snapshot has them."""
     b, field = points["bounds"], points["field"]
     axis = np.linspace(-b, b, field.shape[0])
     fig = go.Figure([
@@ -102,6 +146,10 @@ def points_figure(points: dict) -> go.Figure:
         go.Scatter(x=points["fake"][:, 0], y=points["fake"][:, 1], mode="markers", name="generated",
                      marker=dict(size=4, color="#762a83")),
     ])  # fmt: skip
+    if MESH in layers and "manifold" in points:
+        fig.add_trace(mesh_trace(points))
+    if ARROWS in layers and "arrows" in points:
+        fig.add_traces(arrow_traces(points))
     fig.update_layout(height=HEIGHT, margin=dict(l=30, r=10, t=30, b=30), uirevision="keep",
                       legend=dict(orientation="h", y=1.02, x=0), template="plotly_white")  # fmt: skip
     fig.update_xaxes(range=[-b, b], constrain="domain")

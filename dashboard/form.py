@@ -17,6 +17,7 @@ from gan_core.engine.devices import available_devices, device_label, resolve_dev
 from gan_core.engine.presets import DEMO_SUFFIX, check_data, demo_variant, preset_settings
 from gan_core.folder.storage import runs_root
 
+from .drawing import DRAW, drawing_ui
 from .registry import CPU_THREADS
 from .uploads import UploadError, extract_images
 
@@ -68,6 +69,8 @@ def config_ui() -> FormResult:
                                   help="; ".join(f"{n}: {v.description}" for n, v in LOSSES.items()))  # fmt: skip
     with c3:
         values["dataset"] = dataset_ui(s["dataset"], s["data_dir"], k, errors)
+    if values["dataset"] == DRAW:  # the canvas takes the page's width
+        values["dataset"] = drawing_ui(k, errors)
     choice_errors = st.empty()
     if values["dataset"] != DEFAULT_DATASET and values["dataset"] in PRESETS.get(preset, {}).get("on", {}):
         # the preset's values on that data set, in widgets of their own
@@ -187,7 +190,7 @@ def dataset_options(data_dir: str) -> dict[str, str]:
 
 
 def dataset_ui(preset_dataset: str, data_dir: str, k: str, errors: dict) -> str:
-    options = dataset_options(data_dir) | {FOLDER: FOLDER, UPLOAD: UPLOAD}
+    options = dataset_options(data_dir) | {FOLDER: FOLDER, UPLOAD: UPLOAD, DRAW: DRAW}
     names = list(options)
     default = DEFAULT_DATASET if preset_dataset not in ("ring", "grid") else preset_dataset
     choice = st.selectbox("Data set", names, index=names.index(default), key=k + "dataset", format_func=options.get,

@@ -20,7 +20,7 @@ from gan_core.folder.snapshot import RunHandle
 from gan_core.quality.hints import failure_hints, quality_hints
 from gan_core.training.run import format_elapsed
 
-from . import charts
+from . import charts, toy
 from .audience import is_presenter, require_presenter
 from .registry import registry
 
@@ -49,6 +49,7 @@ QUALITY_CHARTS = {  # chart -> (title, {column: legend}, y axis)
     "kid": ("Classifier KID", {"kid": "kernel distance to real (classifier features)"}, "KID"),
     "modes": ("Modes captured", {"modes": "modes captured"}, "Modes"),
     "high_quality": ("High-quality fraction", {"high_quality": "within 3 std of a mode"}, "Fraction"),
+    "divergence": ("KL / JS divergence", {"kl": "KL(real ‖ generated)", "js": "Jensen-Shannon"}, "Bits"),
 }  # fmt: skip
 
 
@@ -66,7 +67,7 @@ def chart_names(snap: Snapshot) -> dict[str, str]:
 def _build(snap: Snapshot, name: str):
     h, ev = snap.history, snap.events
     if name == "scores":
-        return charts.scores_figure(h, ev)
+        return charts.scores_figure(h, ev, snap.quality if snap.points is not None else None)
     if name == "losses":
         return charts.lines_figure(
             h, {"loss_g": "Generator loss", "loss_d": "Discriminator loss"}, "Loss", ev
@@ -189,10 +190,11 @@ def draw_samples(snap: Snapshot, large: bool = False) -> int | None:
     """The grid (or 2-D picture); with a slider through the saved grids. Returns the iteration scrubbed back to,
     None while the picture follows the run."""
     if snap.points is not None:
-        st.plotly_chart(charts.points_figure(snap.points), key="points", config={"displaylogo": False})
-        st.caption(
-            f"Real and generated points, D's output behind them (iteration {snap.points['iteration']})"
+        layers = toy.layers_ui()
+        st.plotly_chart(
+            charts.points_figure(snap.points, layers), key="points", config={"displaylogo": False}
         )
+        st.caption(toy.caption(snap.points, layers))
         return None
     if snap.grid is None:
         st.caption("Generated Images appear after the first iteration.")
@@ -327,6 +329,8 @@ def draw_buttons(run: RunHandle, snap: Snapshot) -> None:
             st.toast("Stopping: the checkpoint and metrics are being saved.")
     except ConfigError as exc:
         st.error(str(exc).splitlines()[0])
+    if snap.points is not None:  # 2-D: D only, G only, next to Step
+        toy.draw_player_buttons(run, snap)
     if b4.button("Continue run", key="live-continue", disabled=snap.active or snap.status is Status.FINISHED,
                  help="Continue a stopped run from its last checkpoint", width="stretch"):  # fmt: skip
         try:

@@ -8,7 +8,7 @@ import sys
 
 from .config import ConfigError, DataError, Knobs, UsageError, check_range, flag_names
 from .flags import COMMANDS, build_parser
-from .folder.control import check_request
+from .folder.control import STEP_KINDS, check_request
 from .folder.names import Kind
 from .folder.run_folder import RunFolder, run_info
 
@@ -23,13 +23,14 @@ def control(args) -> int:
         knobs["d_iters"], knobs["d_warmup"] = args.d_iters
     if knobs:
         requests.append((Kind.KNOBS, knobs))
-    if args.step is not None:
-        requests.append((Kind.STEP, args.step))
+    steps = [(kind, getattr(args, kind)) for kind in STEP_KINDS if getattr(args, kind) is not None]
+    if steps:
+        requests.append(steps[0])  # one of them at most: they are mutually exclusive flags
     elif args.action:
         requests.append((args.action, None))
     if not requests:
         raise UsageError("nothing to ask: give --lr-g, --lr-d, --flip-prob, --d-iters or one of --pause, "
-                         "--continue, --step N, --stop, --save")  # fmt: skip
+                         "--continue, --step N, --step-d N, --step-g N, --stop, --save")  # fmt: skip
     for kind, value in requests:  # every value checked before anything is written
         check_request(kind, value)
     if args.wait:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .config import ConfigError, RunConfig, UsageError, check_range, flag_names, from_dict
 from .engine import export
-from .engine.data import DATASETS, TOYS, offline_source
+from .engine.data import DATASETS, dataset_kind, offline_source
 from .engine.devices import resolve_device
 from .engine.losses import LOSSES
 from .engine.models import ARCHS
@@ -359,7 +359,7 @@ def evaluate(args) -> int:
         raise UsageError(f"--n {args.n} is out of range: allowed [100, 100000]")
     device = resolve_device(args.device)
     sampler = load_sampler(args.run_dir, device)
-    if sampler.config.dataset not in TOYS:
+    if dataset_kind(sampler.config.dataset) == "image":  # 2-D sets (toys, drawings) need no classifier
         print("preparing the data set's classifier (trained once, then cached) ...", file=sys.stderr)
     result = {"run": str(args.run_dir)} | evaluate_sampler(sampler, device, args.n, fid=True)
     if args.json:

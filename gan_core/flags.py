@@ -105,6 +105,9 @@ def _control(sub) -> None:
     for flag in ("--pause", "--continue", "--stop", "--save"):
         action.add_argument(flag, dest="action", action="store_const", const=flag[2:])
     action.add_argument("--step", type=int, metavar="N", help="while paused, train N iterations")
+    for player, name in (("d", "D"), ("g", "G")):
+        action.add_argument(f"--step-{player}", type=int, metavar="N",
+                            help=f"pause, then train only {name} for N updates (the other network stands still)")  # fmt: skip
     control.add_argument("--wait", action="store_true", help="exit once applied; print the iteration")
     control.add_argument("--timeout", type=float, default=60.0, help="seconds --wait waits (default 60)")
 

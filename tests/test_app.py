@@ -8,6 +8,7 @@ from conftest import wait_for, write_idx
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from dashboard.drawing import DRAW
 from dashboard.form import FOLDER, UPLOAD, check
 from dashboard.registry import registry
 from gan_core.engine import idx
@@ -75,7 +76,8 @@ def test_the_data_sets_found_here_come_first_and_the_others_say_they_download(tm
     at = train_page()
     box = at.selectbox(key="form-pytorch-mlp-dataset")
     downloads = [f"{name} — downloads on first use" for name in ("mnist", "flowers")]
-    assert box.options == ["digits", "fashion-mnist", "cifar10", "ring", "grid", *downloads, FOLDER, UPLOAD]
+    others = [FOLDER, UPLOAD, DRAW]
+    assert box.options == ["digits", "fashion-mnist", "cifar10", "ring", "grid", *downloads, *others]
     assert box.value == "digits"  # the default is unchanged
     box.set_value("fashion-mnist").run()
     assert not at.exception and not at.error and not at.button(key="start").disabled

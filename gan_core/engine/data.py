@@ -24,8 +24,10 @@ from ..config import (  # defined beside ConfigError: the command line catches b
     DataError,
     RunConfig,
 )
+from ..folder.run_folder import POINTS_PREFIX
 from .idx import APT_PACKAGES, TRAIN_IMAGES, TRAIN_LABELS, find_pair, idx_folders, read_pair
 from .models import ARCHS
+from .points import read_points, tiled
 
 FLOWERS_URL = "https://storage.googleapis.com/download.tensorflow.org/example_images/flower_photos.tgz"
 TOY_POINTS = 20_000
@@ -287,6 +289,13 @@ def _load_toy(name: str) -> Callable[[int, Path, bool], Data]:
     return loader
 
 
+def load_points(name: str) -> Data:
+    """'points:FILE.npy': a drawn 2-D set (engine.points checks it), one unlabelled class."""
+    # (>= 20,000, 2): any toy preset's batch fits
+    points = tiled(read_points(name.removeprefix(POINTS_PREFIX)))
+    return Data(name, torch.from_numpy(points), None, 1, ("points",))
+
+
 # ---- public entry points
 
 _cache: dict[tuple[str, int, str], Data] = {}
@@ -295,11 +304,16 @@ _locks_lock = threading.Lock()
 
 
 def dataset_kind(name: str) -> str:
-    """'image' or 'points' for a registry name or 'folder:PATH' (no loading; DataError for an unknown name)."""
+    """'image' or 'points' for a registry name, 'folder:PATH' or 'points:FILE.npy' (no loading; DataError for an
+    unknown name)."""
     if name.startswith("folder:"):
         return "image"
+    if name.startswith(POINTS_PREFIX):
+        return "points"
     if name not in DATASETS:
-        raise DataError(f"unknown data set {name!r}: choose one of {', '.join(DATASETS)}, or folder:PATH")
+        raise DataError(
+            f"unknown data set {name!r}: choose one of {', '.join(DATASETS)}, folder:PATH or points:FILE.npy"
+        )
     return DATASETS[name].kind
 
 
@@ -316,6 +330,8 @@ def load_dataset(
     Cached per process by (name, image_size, data_dir), so a second call returns the same Data at once.
     """
     kind = dataset_kind(name)
+    if name.startswith(POINTS_PREFIX):  # a small file, read each time: a drawing saved again is seen
+        return load_points(name)
     if kind == "image" and image_size < 1:
         raise DataError(f"image_size must be a positive number of pixels, not {image_size}")
     key = (name, image_size if kind == "image" else 0, str(Path(data_dir).resolve()))
@@ -335,6 +351,8 @@ def offline_source(name: str, data_dir: str | Path = "data") -> str | None:
     """Where a registry data set loads from without the network ('built in' for digits and the toys, else a
     folder's absolute path), or None when it would download on first use. Only looks for files: opens none."""
     dataset_kind(name)  # DataError for an unknown name
+    if name.startswith(POINTS_PREFIX):
+        return str(Path(name.removeprefix(POINTS_PREFIX)).absolute())
     return DATASETS[name].where(Path(data_dir))
 
 
@@ -345,6 +363,8 @@ def data_facts(name: str, data_dir: str | Path = "data") -> DataFacts:
         root = _existing_folder(name.removeprefix("folder:"))
         paths, labels, _ = _folder_samples(root)
         return DataFacts(name, len(paths), labels is not None)
+    if name.startswith(POINTS_PREFIX):
+        return DataFacts(name, len(tiled(read_points(name.removeprefix(POINTS_PREFIX)))), False)
     return DataFacts(name, DATASETS[name].size, DATASETS[name].labelled)
 
 

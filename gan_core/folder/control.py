@@ -19,13 +19,14 @@ from . import storage
 from .names import Kind
 
 KINDS = tuple(Kind)
+STEP_KINDS = (Kind.STEP, Kind.STEP_D, Kind.STEP_G)  # n iterations; n updates of D alone; n updates of G alone
 POLL_SECONDS = 0.2  # how often a training run lists its control directory (also while paused)
 BEAT_SECONDS = 1.0  # how often it rewrites its heartbeat
 STALE_SECONDS = 15.0  # a heartbeat older than this, with no process holding the lock: the run is not live
 
 
 class Request(NamedTuple):
-    """One request as a client wrote it. value: knobs -> {name: value}; step -> n; otherwise None."""
+    """One request as a client wrote it. value: knobs -> {name: value}; step, step_d, step_g -> n; else None."""
 
     id: str
     kind: str
@@ -52,10 +53,10 @@ def check_request(kind: str, value: object = None) -> None:
                 "a knobs request needs at least one of lr_g, lr_d, flip_prob, d_iters, d_warmup"
             )
         Knobs().replace(**value)  # each value checked against its range
-    if kind == Kind.STEP and (
+    if kind in STEP_KINDS and (
         isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1_000_000
     ):
-        raise ConfigError(f"step {value!r} is out of range: allowed [1, 1000000]")
+        raise ConfigError(f"{kind} {value!r} is out of range: allowed [1, 1000000]")
 
 
 # ---- the client's side (any process)

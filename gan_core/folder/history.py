@@ -10,7 +10,7 @@ COLUMNS = (
 )  # fmt: skip
 QUALITY_COLUMNS = (
     "fd", "recognisable", "class_coverage", "class_entropy", "max_class_share", "class_agreement",
-    "diversity", "precision", "recall", "density", "coverage", "kid", "modes", "high_quality",
+    "diversity", "precision", "recall", "density", "coverage", "kid", "modes", "high_quality", "kl", "js",
 )  # fmt: skip  # measured every so often (gan_core.metrics); blank in metrics.csv in between
 
 QUALITY_TABLE = ("iteration", *QUALITY_COLUMNS)  # the sparse table of quality measurements

@@ -27,6 +27,7 @@ class Event(Name):
     BRANCH = "branch"
     REPLAY = "replay"
     RECOGNISABLE = "recognisable"  # gan_core.folder.milestone
+    SOLO = "solo"  # D or G trained alone for a few updates (the iteration count stays)
 
 
 class Kind(Name):
@@ -36,5 +37,7 @@ class Kind(Name):
     PAUSE = "pause"
     CONTINUE = "continue"
     STEP = "step"  # value: n
+    STEP_D = "step_d"  # value: n updates of D alone (the iteration count stays)
+    STEP_G = "step_g"  # value: n updates of G alone
     STOP = "stop"
     SAVE = "save"

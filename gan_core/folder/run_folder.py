@@ -38,6 +38,7 @@ HEARTBEAT, CONTROL = "heartbeat.json", "control"
 SAMPLES, CHECKPOINTS, LAST, PREVIOUS = "samples", "checkpoints", "last.pt", "previous.pt"
 LIVE_GRID = "live.png"
 TENSORBOARD = "tensorboard"  # event files, with --tensorboard
+DATA_POINTS = "data.npy"  # a drawn 2-D data set (points:FILE.npy), kept with the run that trains on it
 GRID_NAME = re.compile(r"iter_(\d+)\.png")
 KEPT_NAME = re.compile(r"iter_(\d+)\.pt")
 MAX_NAME = 100  # characters of a run folder's name
@@ -172,6 +173,17 @@ class RunFolder:
 
     def read_events(self) -> list[dict]:
         return storage.read_jsonl(self.path / EVENTS)
+
+    # ---- a drawn data set
+
+    @property
+    def points_path(self) -> Path:
+        """Where the run keeps its drawn 2-D points (the config's data set then names this file)."""
+        return self.path / DATA_POINTS
+
+    def save_points(self, npy: bytes) -> None:
+        """Keep a drawn data set (the bytes of a .npy file) in the folder, atomically."""
+        storage.atomic_write(self.points_path, npy)
 
     # ---- sample grids
 
@@ -412,6 +424,14 @@ def _checked(state, shown: str) -> dict:
 # ---- naming
 
 
+POINTS_PREFIX = "points:"  # a drawn 2-D data set: `points:FILE.npy` (gan_core.engine.points reads it)
+
+
+def dataset_label(name: str) -> str:
+    """A data set's name as a run folder's name carries it: 'points:/a/b/moons.npy' -> 'points-moons'."""
+    return f"points-{Path(name.removeprefix(POINTS_PREFIX)).stem}" if name.startswith(POINTS_PREFIX) else name
+
+
 def new_run_name(config: RunConfig | None = None, *, replay_of: str | None = None, branch_of: str | None = None,
                  at: int | None = None) -> str:  # fmt: skip
     """The default name of a new run folder: RUN-replay for a replay, RUN-at-ITERATION for a branch, else the time,
@@ -420,7 +440,7 @@ def new_run_name(config: RunConfig | None = None, *, replay_of: str | None = Non
         return f"{replay_of}-replay"
     if branch_of is not None:
         return f"{branch_of}-at-{at}"
-    return storage.timestamp_name(config.preset or config.arch, config.dataset)
+    return storage.timestamp_name(config.preset or config.arch, dataset_label(config.dataset))
 
 
 # ---- listing

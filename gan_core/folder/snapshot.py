@@ -32,7 +32,7 @@ class Snapshot:
     quality: dict[str, np.ndarray]  # sparse: the iterations where sample quality was measured
     grid: np.ndarray | None  # uint8 (H, W, 3): the latest fixed-latent grid (or 2-D scatter picture)
     grid_iteration: int
-    points: dict | None  # 2-D data: real, fake (n, 2), field (s, s) of D's probability, bounds
+    points: dict | None  # 2-D data: real, fake (n, 2), D's field (s, s), bounds; arrows, manifold
     quality_note: str | None  # why quality metrics are absent, if they are
     num_classes: int
     events: tuple[dict, ...]  # knob changes, as logged
@@ -62,6 +62,8 @@ class RunHandle(Protocol):
     def unpause(self) -> None: ...
 
     def step(self, n: int = 1) -> None: ...
+
+    def step_player(self, player: str, n: int = 1) -> None: ...
 
     def stop(self, wait: bool = True, timeout: float = 30.0) -> None: ...
 

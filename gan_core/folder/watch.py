@@ -265,6 +265,9 @@ class FolderRun:
     def step(self, n: int = 1) -> None:
         self.folder.send(Kind.STEP, max(1, int(n)))
 
+    def step_player(self, player: str, n: int = 1) -> None:
+        self.folder.send(Kind(f"step_{player}"), max(1, int(n)))
+
     def stop(self, wait: bool = True, timeout: float = 30.0) -> None:
         request = self.folder.send(Kind.STOP, reply=wait)
         if wait:

@@ -18,9 +18,11 @@ from torch import Tensor, nn
 from ..config import ConfigError
 from ..engine.data import TOYS, Data, data_for, to_model_range
 from ..engine.sampling import Sampler, generate, latents
+from ..engine.trainer import points_bounds
 from ..folder import milestone
 from ..folder.history import QUALITY_COLUMNS
 from ..folder.storage import atomic_save, load_tensors
+from .divergence import GridDivergence
 from .feature_metrics import kernel_inception_distance, knn_radii, prdc
 
 __all__ = [
@@ -42,6 +44,14 @@ def toy_metrics(points: Tensor, dataset: str) -> dict[str, float]:
         "modes": float((near.sum(0) >= MODE_MIN_POINTS).sum()),
         "high_quality": float(near.any(1).float().mean()),
     }
+
+
+def points_metrics(points: Tensor, data: Data, divergence: GridDivergence) -> dict[str, float]:
+    """2-D data: KL and JS divergence to the real density; on a toy also its modes (toy_metrics)."""
+    result = divergence(points)
+    if data.name in TOYS:
+        result |= toy_metrics(points, data.name) | {"modes_total": len(TOYS[data.name][0])}
+    return result
 
 
 # ---- the classifier whose features the image metrics use
@@ -245,14 +255,11 @@ def evaluate_sampler(sampler: Sampler, device: torch.device, n: int = 2000, fid:
     floors and their recognisable share beside the samples'."""
     config = sampler.config
     result: dict = {"iteration": sampler.iteration}
-    if config.dataset in TOYS:
-        z, _ = latents(sampler, TOY_SAMPLES, seed=1)
-        return (
-            result
-            | toy_metrics(generate(sampler, z), config.dataset)
-            | {"modes_total": len(TOYS[config.dataset][0])}
-        )
     data = data_for(config)
+    if data.points:  # the toys and drawn points: 2,500 points, KL and JS; the toys' modes too
+        z, _ = latents(sampler, TOY_SAMPLES, seed=1)
+        divergence = GridDivergence(data.x, points_bounds(data))
+        return result | points_metrics(generate(sampler, z), data, divergence)
     if data.y is None or data.num_classes < 2:
         raise ConfigError(
             f"{config.dataset!r} has no labels: quality metrics need a 2-D toy or labelled images"
@@ -299,9 +306,8 @@ class QualityMonitor:
     def __init__(self, data: Data, device: torch.device, z_dim: int, conditional: bool, data_dir: str | Path,
                  every: int | None = None, budget: float = 0.02, seed: int = 0):  # fmt: skip
         self.data, self.device, self.every, self.budget = data, device, every, budget
-        self.kind = (
-            "toy" if data.name in TOYS else "image" if data.y is not None and data.num_classes > 1 else None
-        )
+        self.kind = "toy" if data.points else "image" if data.y is not None and data.num_classes > 1 else None
+        self.divergence = GridDivergence(data.x, points_bounds(data)) if data.points else None
         self.note = None if self.kind else "quality metrics need a 2-D toy or a labelled image data set"
         self.evaluator: ImageEvaluator | None = None
         self.data_dir = data_dir
@@ -355,7 +361,8 @@ class QualityMonitor:
         finally:
             generator.train()
         if self.kind == "toy":
-            result = toy_metrics(samples, self.data.name)
+            result = points_metrics(samples, self.data, self.divergence)
+            result.pop("modes_total", None)
         else:
             result = self.evaluator(samples, self.labels)
         self.cost = time.thread_time() - began
@@ -364,8 +371,9 @@ class QualityMonitor:
 
     def reached(self, values: dict[str, float]) -> dict | None:
         """The fields of the run's recognisable mark when these metrics reach it (milestone.reached), else None."""
-        if self.kind == "toy":
-            return milestone.reached(values, modes_total=len(TOYS[self.data.name][0]))
+        if self.kind == "toy":  # drawn points have no modes to count: no mark
+            toy = TOYS.get(self.data.name)
+            return milestone.reached(values, modes_total=len(toy[0])) if toy else None
         return milestone.reached(values, real=self.evaluator.real_recognisable)
 
     def _label_parts(self):

@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 from ..config import ConfigError, Knobs
 from ..engine.devices import device_label
-from ..folder.control import POLL_SECONDS, Request
+from ..folder.control import KINDS, POLL_SECONDS, Request
 from ..folder.names import Kind
 from ..folder.status import Status
 from .distributed import Decision, peer_lost
@@ -30,8 +30,9 @@ MAX_SYNC_ITERATIONS = 256
 
 
 class Command(NamedTuple):
-    """A request to the run. kind: knobs (value: a Knobs, or a dict of changes) | pause | continue | step (value:
-    n) | stop | save. `done(iteration, error)` is told where it was applied, or why it was not."""
+    """A request to the run. kind: knobs (value: a Knobs, or a dict of changes) | pause | continue | step, step_d,
+    step_g (value: n iterations; n updates of D or G alone, the run paused) | stop | save.
+    `done(iteration, error)` is told where it was applied, or why it was not."""
 
     kind: str
     value: object = None
@@ -49,6 +50,7 @@ class Driver:
         self.stop_requested, self.on_boundary = stop_requested, on_boundary
         self.channel = loop.folder.channel() if loop.main else None
         self.paused, self.steps, self.stopping = False, 0, False
+        self.solo: list[tuple[str, int]] = []  # D-only or G-only updates asked at this boundary: (player, n)
         self.next_boundary = loop.iteration  # a boundary before the first iteration
         self._rate_mark = (time.monotonic(), loop.iteration)
         self._rate = 0.0  # iterations a second, between boundaries
@@ -164,17 +166,26 @@ class Driver:
                 if not (self.paused or decision.pause):
                     raise ConfigError("step: the run is not paused (pause it first)")
                 decision.steps += int(value)
+            elif kind in (Kind.STEP_D, Kind.STEP_G):
+                self._fold_solo(decision, kind, int(value))
             elif kind in (Kind.STOP, Kind.SAVE):
                 setattr(decision, kind, True)
             else:
-                raise ConfigError(
-                    f"request {kind!r} is unknown: allowed knobs, pause, continue, step, stop, save"
-                )
+                raise ConfigError(f"request {kind!r} is unknown: allowed {', '.join(KINDS)}")
         except (ConfigError, TypeError, ValueError) as exc:
             if command.done is not None:
                 command.done(-1, str(exc).splitlines()[0])
             return
         decision.answers.append(command)
+
+    def _fold_solo(self, decision: Decision, kind: str, n: int) -> None:
+        """D-only or G-only updates: the run pauses (if it was not) and stays paused after them."""
+        if self.group is not None:  # every replica would have to agree on them: not offered there
+            raise ConfigError(f"{kind}: one player alone cannot train in a group of processes")
+        if n < 1:
+            raise ConfigError(f"{kind} {n} is out of range: allowed [1, 1000000]")
+        decision.pause = decision.pause if decision.pause is not None else True
+        self.solo.append((kind[-1], n))
 
     def _next_boundary(self) -> int:
         loop = self.loop
@@ -204,6 +215,9 @@ class Driver:
             loop.unpause()
         if self.paused:
             self.steps += decision.steps
+        for player, n in self.solo:
+            loop.train_player(player, n)
+        self.solo = []
         if decision.save:
             loop.save()
         self.stopping = decision.stop

@@ -22,6 +22,8 @@ from ..engine.devices import resolve_device
 from ..engine.export import picture
 from ..engine.losses import LOSSES
 from ..engine.models import ARCHS
+from ..engine.solo import train_player
+from ..engine.toy_views import ToyViews
 from ..engine.trainer import Trainer, points_bounds
 from ..folder import storage
 from ..folder.names import Event
@@ -39,7 +41,7 @@ class Grid(NamedTuple):
 
     image: np.ndarray  # uint8 (H, W, 3)
     iteration: int
-    points: dict | None  # real, fake (n, 2), field (s, s) of D's probability, bounds
+    points: dict | None  # real, fake (n, 2), D's field (s, s), bounds; arrows, manifold (toy_views)
 
 
 class Diverged(Exception):
@@ -64,6 +66,7 @@ class TrainingLoop:
         self.grid_drawn = time.monotonic()  # when self.grid was drawn
         self.saved_grid: int | None = None  # the iteration of the last grid saved in samples/
         self.bounds = points_bounds(self.data) if self.data.points else None  # 2-D: the picture's half-width
+        self.views = ToyViews() if self.data.points else None  # 2-D: G's arrows and manifold, once a second
         self.last_saved: int | None = None  # iteration of the last checkpoint written from finite metrics
         self._saved_knobs: Knobs | None = None
         self._state = RunState(Status.RUNNING, "starting")
@@ -163,6 +166,17 @@ class TrainingLoop:
     def unpause(self) -> None:
         self._set_status(Status.RUNNING, "")
 
+    def train_player(self, player: str, updates: int) -> None:
+        """Train D alone ('d') or G alone ('g') for `updates` updates; the iteration stays, the change is logged
+        and the picture of the fixed latents redrawn (a paused run's D-only and G-only steps)."""
+        self.flush()
+        train_player(self.trainer, player, updates, self.knobs.flip_prob)
+        self.folder.log(Event.SOLO, self.iteration, player=player, updates=updates)
+        if self.views is not None:  # the arrows and the mesh show the change at once
+            self.views.stale()
+        if self.main:
+            self.sample(save=False)
+
     def skip_time(self, seconds: float) -> None:
         """Leave time spent waiting (paused) out of the elapsed time and the rates."""
         self.recorder.skip_time(seconds)
@@ -197,7 +211,7 @@ class TrainingLoop:
             bounds, real = self.bounds, self.data.real_points().numpy()
             field = self.trainer.decision_field(bounds).numpy()
             points = {"real": real, "fake": samples.numpy(), "field": field, "bounds": bounds,
-                      "iteration": self.iteration}  # fmt: skip
+                      "iteration": self.iteration, **self.views(self.trainer, samples, self.iteration)}  # fmt: skip
             image = picture(samples, real=real, field=field, bounds=bounds)
         else:
             image = picture(samples, 10 if ARCHS[self.config.arch].conditional else None)

@@ -23,10 +23,11 @@ from ..config import (
 )
 from ..engine.data import Data, data_for
 from ..engine.devices import resolve_device
+from ..engine.points import npy_bytes, read_points
 from ..engine.presets import check_compatible, check_data
 from ..folder import milestone, storage
 from ..folder.names import Event
-from ..folder.run_folder import FolderLock, FollowerFolder, RunFolder, RunLocked, new_run_name
+from ..folder.run_folder import POINTS_PREFIX, FolderLock, FollowerFolder, RunFolder, RunLocked, new_run_name
 from ..folder.storage import runs_root
 from .hooks import Hook
 from .tensorboard import TensorBoardHook
@@ -128,6 +129,9 @@ def new_run(
     folder = RunFolder.create(root, name)
     lock = folder.lock()
     with _released_on_error(lock):
+        if config.dataset.startswith(POINTS_PREFIX):  # drawn points live with the run: resume, branch, sample
+            folder.save_points(npy_bytes(read_points(config.dataset.removeprefix(POINTS_PREFIX))))
+            config = config.replace(dataset=f"{POINTS_PREFIX}{folder.points_path.resolve()}")
         folder.write_config(config, knobs)
         folder.log(
             "start", 0, device=str(device), samples=len(data), skipped=data.skipped, processes=config.nproc
@@ -253,7 +257,7 @@ def branch(
     plan.checkpoint = checkpoint
     with _released_on_error(plan.lock):
         # its knobs' history is the parent's, then changed
-        plan.folder.write_config(config, knobs_at(parent, 1))
+        plan.folder.write_config(plan.config, knobs_at(parent, 1))  # a drawn data set: the branch's own copy
         _inherit(plan.folder, parent, at)
         changed = {k: v for k, v in asdict(knobs).items() if getattr(start, k) != v}
         plan.folder.log(Event.BRANCH, at, of=str(parent.path.resolve()), settings=settings, knobs=changed)

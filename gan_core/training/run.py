@@ -84,6 +84,10 @@ class Run:
         """While paused, train n more iterations, then wait again."""
         self._commands.put(Command(Kind.STEP, max(0, int(n))))
 
+    def step_player(self, player: str, n: int = 1) -> None:
+        """Train only D ('d') or only G ('g') for n updates; the run pauses (if it was not) and stays paused."""
+        self._commands.put(Command(Kind(f"step_{player}"), max(1, int(n))))
+
     def stop(self, wait: bool = True, timeout: float = 30.0) -> None:
         """End training; the thread saves a checkpoint and exits (within a second for small models)."""
         self._stopping = True  # also read inside an iteration, between D updates

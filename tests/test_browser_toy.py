@@ -1,0 +1,140 @@
+"""The 2-D monitor in a real Chromium: draw a data set from a shape, train it with z of size 2, and see G's gradient
+arrows and manifold over D's heat-map; Train D only pauses the run and trains D alone.
+
+Set SAVE_SCREENSHOT=1 to also (re)write docs/toy.png, the README's picture of it."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+from test_browser import MAIN, ROOT, app, page, sync_api, visible, wait_until  # noqa: F401  (fixtures)
+
+from dashboard.charts import ARROWS, MESH
+from dashboard.drawing import DRAW
+
+pytestmark = pytest.mark.browser
+
+SHOW_S = 90
+SCREENSHOT_ITERATION = 800  # the moons taken shape (z of size 2, the ring preset's other settings)
+HEADING = re.compile(r"Epoch: \d+, Iteration: (\d+), Elapsed")
+
+
+def settled(tab) -> None:
+    """Wait until the app's script has finished its rerun (no 'Running' widget, nothing drawn stale)."""
+    tab.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]') && "
+                          "!document.querySelector('[data-stale=\"true\"]')", polling=100, timeout=60_000)  # fmt: skip
+
+
+def choose(tab, label: str, option: str, tries: int = 3) -> None:
+    """Pick `option` in the Streamlit selectbox labelled `label` (again, when a rerun redrew the list meanwhile)."""
+    box = tab.locator('[data-testid="stSelectbox"]').filter(has=tab.get_by_text(label, exact=True)).first
+    for attempt in range(tries):
+        settled(tab)
+        try:
+            box.click()
+            tab.get_by_role("option", name=re.compile(f"^{re.escape(option)}")).first.click(timeout=10_000)
+            break
+        except sync_api.TimeoutError:
+            if attempt == tries - 1:
+                raise
+            tab.keyboard.press("Escape")
+    settled(tab)
+
+
+def lasso(tab, x: float, y: float, size: float = 40) -> None:
+    """Drag a lasso (the canvas's default tool) round a square at (x, y), as shares of the canvas's plot area."""
+    area = tab.locator(".js-plotly-plot .nsewdrag").first
+    area.scroll_into_view_if_needed()
+    box = area.bounding_box()
+    x0, y0 = box["x"] + box["width"] * x, box["y"] + box["height"] * y
+    tab.mouse.move(x0, y0)
+    tab.mouse.down()
+    for dx, dy in ((size, 0), (size, size), (0, size), (0, 0)):
+        tab.mouse.move(x0 + dx, y0 + dy, steps=5)
+    tab.mouse.up()
+
+
+def lasso_until(tab, shown: re.Pattern, what: str, tries: int = 3) -> None:
+    """Lasso the canvas's lower right corner until `shown` is on the page (a lasso drawn while the page
+    redraws the chart may go unseen)."""
+    for _ in range(tries):
+        settled(tab)
+        lasso(tab, 0.8, 0.8)
+        if wait_until(lambda: tab.get_by_text(shown).count() > 0, 15):
+            return
+    pytest.fail(f"{what}: not seen after {tries} lassos")
+
+
+def set_number(tab, label: str, value: str) -> None:
+    field = tab.get_by_label(label, exact=True)
+    field.fill(value)
+    field.press("Tab")
+
+
+def shown_iteration(tab) -> int:
+    match = HEADING.search(tab.get_by_text(HEADING).first.inner_text())
+    return int(match.group(1)) if match else 0
+
+
+def events(run_dir: Path, kind: str) -> list[dict]:
+    path = run_dir / "events.jsonl"
+    lines = path.read_text().splitlines() if path.is_file() else []
+    return [e for e in map(json.loads, filter(None, lines)) if e.get("event") == kind]
+
+
+def save_toy_screenshot(tab) -> None:
+    """docs/toy.png: the monitor from its heading down to the buttons, the 2-D picture with both layers."""
+    tab.get_by_text(HEADING).first.scroll_into_view_if_needed()
+    tab.mouse.move(0, 0)  # no hover toolbars in the picture
+    tab.wait_for_function(
+        f"!document.querySelector('{MAIN} [data-stale=\"true\"]')", polling=50, timeout=10_000
+    )
+    main = tab.locator('[data-testid="stMainBlockContainer"]').bounding_box()
+    top = tab.get_by_text(HEADING).first.bounding_box()
+    bottom = tab.get_by_role("button", name=re.compile("Train G only")).bounding_box()
+    y0 = max(0, top["y"] - 16)
+    tab.screenshot(path=str(ROOT / "docs" / "toy.png"),
+                    clip={"x": main["x"], "y": y0, "width": main["width"],
+                          "height": bottom["y"] + bottom["height"] + 16 - y0})  # fmt: skip
+
+
+def test_draw_train_and_watch_what_each_network_does(app, page):  # noqa: F811
+    url, runs = app
+    page.goto(url)
+    visible(page.get_by_role("button", name="Start", exact=True), "The Train page's Start button", SHOW_S)
+    choose(page, "Preset", "ring")
+    choose(page, "Data set", DRAW)
+    choose(page, "Start from", "two moons")
+    visible(page.get_by_text(re.compile(r"^400 points, within")), "The drawing's check line", 30)
+    # an empty corner of the canvas: lattice points come in
+    lasso_until(page, re.compile(r"^4[1-9]\d points, within"), "More points after a lasso")
+    page.locator('[data-testid="stButtonGroup"]').get_by_text("erase", exact=True).click()
+    # the same corner: the points drawn there go
+    lasso_until(page, re.compile(r"^400 points, within"), "The drawing as it was after erasing")
+    page.get_by_text("More settings").click()
+    set_number(page, "Latent size z", "2")
+    set_number(page, "Iterations", "100000")
+    start = page.get_by_role("button", name="Start", exact=True)
+    wait_until(lambda: start.is_enabled(), 10)
+    start.click()
+
+    visible(page.get_by_text(ARROWS), "The legend entry of G's gradient arrows", SHOW_S)
+    visible(page.get_by_text(MESH), "The legend entry of G's manifold", 10)
+    visible(page.get_by_text("JS divergence (bits)"), "The JS curve beside the scores", SHOW_S)
+    (run_dir,) = [p for p in runs.iterdir() if (p / "data.npy").is_file()]
+    assert json.loads((run_dir / "config.json").read_text())["config"]["z_dim"] == 2
+    # the arrows are drawn: one path per trace; the mesh's and the arrows' traces hold lines
+    assert page.locator(".js-plotly-plot .scatterlayer .trace path.js-line").count() >= 2
+
+    if os.environ.get("SAVE_SCREENSHOT"):
+        wait_until(lambda: shown_iteration(page) >= SCREENSHOT_ITERATION, 300)
+        save_toy_screenshot(page)
+
+    page.get_by_role("button", name=re.compile("Train D only")).click()
+    assert wait_until(lambda: events(run_dir, "solo"), 20), "no solo event after Train D only"
+    assert events(run_dir, "solo")[0]["player"] == "d"
+    visible(page.get_by_text("Paused ("), "The paused note after Train D only", 20)

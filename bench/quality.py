@@ -90,7 +90,8 @@ def verdict(preset: str, dataset: str, m: dict) -> str:
     return "PASS" if ok else "MISS"
 
 
-def row(preset: str, dataset: str, iterations: int, seconds: float, m: dict) -> str:
+def row(preset: str, dataset: str, iterations: int, seconds: float, m: dict, name: str | None = None) -> str:
+    """One table line; name: how the line names the run (a toy's seed), preset: what its metrics and bars are."""
     if preset in TOYS:
         values = f"modes {m['modes']:.0f}/{m['modes_total']}  high-quality {m['high_quality']:.3f}"
     else:
@@ -100,7 +101,8 @@ def row(preset: str, dataset: str, iterations: int, seconds: float, m: dict) -> 
                   f"diversity {m['diversity']:.2f}  precision {m['precision']:.2f}  recall {m['recall']:.2f}  "
                   f"density {m['density']:.2f}  coverage {m['coverage']:.2f}  "
                   f"KID {m['kid']:.4g} (floor {m['kid_real_floor']:.4g})")  # fmt: skip
-    return f"{preset:<13} {dataset:<13} {iterations:>7} it  {seconds / 60:5.1f} min  {values}  {verdict(preset, dataset, m)}"
+    label = name or preset
+    return f"{label:<13} {dataset:<13} {iterations:>7} it  {seconds / 60:5.1f} min  {values}  {verdict(preset, dataset, m)}"
 
 
 def trajectory(loop: TrainingLoop, preset: str, points: int = 6) -> str:
@@ -181,7 +183,7 @@ def main() -> None:
             lines.append(f"{name:<13} {dataset:<13} {loop.iteration:>7} it  {loop.status}: {loop.reason}")
         else:
             metrics = evaluate_sampler(load_sampler(loop.folder.path, device), device)
-            lines.append(row(name, dataset, loop.iteration, seconds, metrics))
+            lines.append(row(preset, dataset, loop.iteration, seconds, metrics, name))
         print(lines[-1], flush=True)
         print(trajectory(loop, preset), flush=True)
     print(

@@ -85,14 +85,14 @@ def _build(snap: Snapshot, name: str):
 
 def figure(snap: Snapshot, name: str):
     """The named chart, shared by every tab: rebuilt when its data changed, at most once a second while it
-    trains (a knob change or a new status shows at once)."""
+    trains (a new quality measurement, a knob change or a new status shows at once)."""
     key = (str(snap.run_dir), name)
     data_key = (len(snap.history["iteration"]), len(snap.quality["iteration"]), len(snap.events), snap.status,
                 snap.recognisable)  # fmt: skip
     with _figures_lock:
         cached = _figures.get(key)
         recent = cached is not None and time.monotonic() - cached[1] < REFRESH_SECONDS
-        if cached is None or (cached[0] != data_key and not (recent and cached[0][2:] == data_key[2:])):
+        if cached is None or (cached[0] != data_key and not (recent and cached[0][1:] == data_key[1:])):
             cached = _figures[key] = (data_key, time.monotonic(), _build(snap, name))
         return cached[2]
 

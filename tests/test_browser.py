@@ -313,10 +313,26 @@ FASHION_ITERATIONS = 600  # the tf-cdcgan demo's grid shows clothes by then (abo
 FASHION_CAP_S = 100  # CI's budget for the training, whatever the iteration reached by then
 
 
-def choose(page, label: str, option: str | re.Pattern) -> None:
-    """Pick an option of the select box with this label (Streamlit's: click it open, click the option)."""
-    page.locator('[data-testid="stSelectbox"]', has=page.get_by_text(label, exact=True)).click()
-    page.get_by_role("option", name=option).first.click()
+def settled(tab) -> None:
+    """Wait until the app's script has finished its rerun (no 'Running' widget, nothing drawn stale)."""
+    tab.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]') && "
+                          "!document.querySelector('[data-stale=\"true\"]')", polling=100, timeout=60_000)  # fmt: skip
+
+
+def choose(page, label: str, option: str | re.Pattern, tries: int = 3) -> None:
+    """Pick an option of the select box with this label (Streamlit's: click it open, click the option), once the
+    page has settled: mid-rerun a redrawn box and its stale copy stand side by side. Again if a rerun intervened."""
+    box = page.locator('[data-testid="stSelectbox"]').filter(has=page.get_by_text(label, exact=True)).first
+    for attempt in range(tries):
+        settled(page)
+        try:
+            box.click()
+            page.get_by_role("option", name=option).first.click(timeout=10_000)
+            return
+        except sync_api.TimeoutError:
+            if attempt == tries - 1:
+                raise
+            page.keyboard.press("Escape")
 
 
 def run_folders(runs: Path) -> set[Path]:

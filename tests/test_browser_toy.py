@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 import pytest
-from test_browser import MAIN, ROOT, app, page, sync_api, visible, wait_until  # noqa: F401  (fixtures)
+from test_browser import MAIN, ROOT, app, page, settled, sync_api, visible, wait_until  # noqa: F401  (fixtures)
 
 from dashboard.charts import ARROWS, MESH
 from dashboard.drawing import DRAW
@@ -21,12 +21,6 @@ pytestmark = pytest.mark.browser
 SHOW_S = 90
 SCREENSHOT_ITERATION = 800  # the moons taken shape (z of size 2, the ring preset's other settings)
 HEADING = re.compile(r"Epoch: \d+, Iteration: (\d+), Elapsed")
-
-
-def settled(tab) -> None:
-    """Wait until the app's script has finished its rerun (no 'Running' widget, nothing drawn stale)."""
-    tab.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]') && "
-                          "!document.querySelector('[data-stale=\"true\"]')", polling=100, timeout=60_000)  # fmt: skip
 
 
 def choose(tab, label: str, option: str, tries: int = 3) -> None:

@@ -7,7 +7,9 @@ import os
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ["OMP_NUM_THREADS"] = "1"
 
+import contextlib  # noqa: E402
 import gzip  # noqa: E402
+import io  # noqa: E402
 import struct  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -93,3 +95,29 @@ def digits_evaluator(data_dir):
 
     digits = load_dataset("digits", 28)
     return image_evaluator(digits, torch.device("cpu"), data_dir, samples=300), digits
+
+
+def cli(*args) -> tuple[int, str, str]:
+    """`python -m gan_core ARGS` in this process (training runs in this main thread, as from a terminal)."""
+    from gan_core.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in args])
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture
+def live(tmp_path):
+    """A run training in a background thread of this process (it reads its folder's control channel too)."""
+    from gan_core.engine.presets import resolve
+    from gan_core.training.run import start_run
+
+    config, knobs = resolve(None, arch="mlp", dataset="ring", batch_size=64, device="cpu", iterations=100_000,
+                            eval_every=0, threads=1, sample_every=1000)  # fmt: skip
+    run = start_run(config, knobs, runs_dir=tmp_path / "runs", name="live", data=tiny_points(1024))
+    try:
+        assert wait_for(lambda: run.iteration >= 3 and (run.run_dir / "heartbeat.json").exists())
+        yield run
+    finally:
+        run.stop()

@@ -1,7 +1,6 @@
 """The command line: train, resume, sample exports, list; bad input is exit code 2 with one line, no traceback,
 and no file created or changed."""
 
-import contextlib
 import hashlib
 import io
 import json
@@ -16,7 +15,7 @@ from urllib.error import URLError
 import numpy as np
 import pytest
 import torch
-from conftest import write_idx
+from conftest import cli, write_idx
 from PIL import Image
 
 import gan_core.engine.data
@@ -27,14 +26,6 @@ from gan_core.folder.run_folder import RunFolder
 from gan_core.training import plan
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def cli(*args) -> tuple[int, str, str]:
-    """`python -m gan_core ARGS` in this process (training runs in this main thread, as from a terminal)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main([str(a) for a in args])
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(scope="module")

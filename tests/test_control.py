@@ -2,8 +2,6 @@
 prints; pause, step, continue, save, stop), `status` reports it, bad requests are refused with one line and exit 2
 before anything reaches the folder, and the run lists its control directory no more often than POLL_SECONDS."""
 
-import contextlib
-import io
 import json
 import os
 import re
@@ -15,24 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import tiny_points, wait_for
+from conftest import cli, wait_for
 
-from gan_core.cli import main
-from gan_core.engine.presets import resolve
 from gan_core.folder import control
 from gan_core.folder.run_folder import RunFolder, run_info
 from gan_core.folder.status import Status
-from gan_core.training.run import start_run
 
 APPLIED = re.compile(r"applied (.+) at iteration (\d+)")
-
-
-def cli(*args) -> tuple[int, str, str]:
-    """`python -m gan_core ARGS` in this process."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main([str(a) for a in args])
-    return code, out.getvalue(), err.getvalue()
 
 
 def applied_at(*args) -> int:
@@ -47,19 +34,6 @@ def applied_at(*args) -> int:
 def listing(directory: Path) -> dict[str, bytes]:
     """Every file in a folder, with its content."""
     return {p.name: p.read_bytes() for p in sorted(directory.iterdir())} if directory.exists() else {}
-
-
-@pytest.fixture
-def live(tmp_path):
-    """A run training in a background thread of this process (it reads its folder's control channel too)."""
-    config, knobs = resolve(None, arch="mlp", dataset="ring", batch_size=64, device="cpu", iterations=100_000,
-                            eval_every=0, threads=1, sample_every=1000)  # fmt: skip
-    run = start_run(config, knobs, runs_dir=tmp_path / "runs", name="live", data=tiny_points(1024))
-    try:
-        assert wait_for(lambda: run.iteration >= 3 and (run.run_dir / "heartbeat.json").exists())
-        yield run
-    finally:
-        run.stop()
 
 
 def lr_d_by_iteration(run_dir: Path) -> dict[int, float]:

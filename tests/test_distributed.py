@@ -4,7 +4,6 @@ across process counts, a killed process restarted from the last checkpoint (or, 
 interrupted), and bad input refused before anything is written. Each torchrun start costs 10-30 s here."""
 
 import contextlib
-import io
 import json
 import os
 import re
@@ -18,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch.distributed
+from conftest import cli
 
 import gan_core.training.distributed
-from gan_core.cli import main
 from gan_core.folder.run_folder import RunFolder, run_info
 from gan_core.folder.status import Status
 
@@ -29,14 +28,6 @@ pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="no
 ROOT = Path(__file__).resolve().parents[1]
 BATCH = 64  # a process's share of each global batch (the ring preset's 512 is slow on two shared cores)
 START_S = 240  # a torchrun start and a few hundred iterations, on a busy 2-core machine
-
-
-def cli(*args) -> tuple[int, str, str]:
-    """`python -m gan_core ARGS` in this process."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main([str(a) for a in args])
-    return code, out.getvalue(), err.getvalue()
 
 
 def train_args(runs: Path, name: str, *more) -> list[str]:

@@ -1,26 +1,17 @@
 """Drawn 2-D data (`points:FILE.npy`): the shapes a drawing starts from, the checks, and a run on it that keeps its
 points in the run folder, so resume, branch, replay and `sample` find them."""
 
-import contextlib
-import io
 import json
 import re
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import cli
 
-from gan_core.cli import main
 from gan_core.config import DataError
 from gan_core.engine import points
 from gan_core.engine.data import data_facts, dataset_kind, load_dataset
-
-
-def cli(*args) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main([str(a) for a in args])
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.mark.parametrize("name", list(points.SHAPES))

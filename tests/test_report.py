@@ -2,8 +2,6 @@
 its limits (2,000 points a curve, 200 grids), the command line's `report`, and its Download button on both pages."""
 
 import base64
-import contextlib
-import io
 import json
 import re
 import shutil
@@ -11,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import cli
 from streamlit.testing.v1 import AppTest
 
-from gan_core.cli import main
 from gan_core.config import Knobs, RunConfig
 from gan_core.folder.history import COLUMNS
 from gan_core.folder.run_folder import RunFolder
@@ -22,13 +20,6 @@ from gan_core.report import MAX_FRAMES, MAX_POINTS, build_report, figures, hint_
 ROOT = Path(__file__).resolve().parents[1]
 FRAMES = re.compile(r"const FRAMES = (\[.*?\]);", re.S)
 PLOTLY_JS = "plotly.js v"  # the banner at the head of the inlined library
-
-
-def cli(*args) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main([str(a) for a in args])
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,6 @@ from gan_core.engine.trainer import Trainer
 from gan_core.folder import control
 from gan_core.folder.run_folder import RunFolder, Status
 from gan_core.folder.watch import FolderRun
-from gan_core.training.run import start_run
 
 
 def weights(net: torch.nn.Module) -> list[torch.Tensor]:
@@ -55,18 +54,6 @@ def test_bad_counts_are_refused(kind, value):
     message = f"{kind} {value!r} is out of range: allowed [1, 1000000]"
     with pytest.raises(ConfigError, match=re.escape(message)):
         control.check_request(kind, value)
-
-
-@pytest.fixture
-def live(tmp_path):
-    config, knobs = resolve(None, arch="mlp", dataset="ring", batch_size=64, device="cpu", iterations=100_000,
-                            eval_every=0, threads=1, sample_every=1000)  # fmt: skip
-    run = start_run(config, knobs, runs_dir=tmp_path / "runs", name="live", data=tiny_points(1024))
-    try:
-        assert wait_for(lambda: run.iteration >= 3 and (run.run_dir / "heartbeat.json").exists())
-        yield run
-    finally:
-        run.stop()
 
 
 def solo_events(run) -> list[tuple[str, int]]:

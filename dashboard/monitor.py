@@ -24,7 +24,8 @@ from . import charts, toy
 from .audience import is_presenter, require_presenter
 from .registry import registry
 
-REFRESH_SECONDS = 1.0
+REFRESH_SECONDS = 1.0  # the title, the progress line and the grid
+STEERING_SECONDS = 3.0  # the score chart, buttons, knobs and hints (a click redraws them at once)
 PRESENTATION = "presentation"  # the toggle's key: the monitor for the front of a room
 LIVE = "Live tuning: a change applies at the next iteration and is marked on the curves."
 GRID_PIXELS = 420
@@ -117,43 +118,76 @@ def enlarged(grid: np.ndarray) -> np.ndarray:
     )
 
 
-@st.fragment(run_every=REFRESH_SECONDS)
 def draw_monitor() -> None:
-    run = registry().active_run()
-    if run is None:
-        st.info("No run yet — choose a preset and press **Start**.")
+    """MATLAB's layout, sized so that title, grid, curves, buttons and knobs fit a 1366x768 screen; presenting,
+    the grid takes the larger part and the controls wait one click away. Two fragments fill it: the title, the
+    progress line and the grid every second, the score chart with the controls every STEERING_SECONDS: each
+    redraw of a chart or a widget costs the browser, on a laptop the cores the run trains on (bench/watch.py)."""
+    if registry().active_run() is None:
+        await_run()
         return
+    presenting = st.session_state.get(PRESENTATION, False)
+    head = st.container()
+    left, right = st.columns([1.4, 1] if presenting else [1, 1.3])
+    below = st.container()
+    with head:
+        draw_live(left)
+    with right:
+        draw_steering(below)
+
+
+@st.fragment(run_every=REFRESH_SECONDS)
+def await_run() -> None:
+    if registry().active_run() is not None:  # started here or in another tab: lay the monitor out
+        st.rerun()
+    st.info("No run yet — choose a preset and press **Start**.")
+
+
+@st.fragment(run_every=REFRESH_SECONDS)
+def draw_live(left) -> None:
+    """The title, status and progress lines, and (into `left`) the grid with its scrub slider."""
+    run = registry().active_run()
+    if run is None or st.session_state.pop(SCRUB_MOVED, False):  # the curves mark a scrubbed grid at once
+        st.rerun()
     snap = run.snapshot()
     presenting = st.session_state.get(PRESENTATION, False)
-    steer = is_presenter()  # the audience view: the grid, curves and hints, no controls
     (st.title if presenting else st.subheader)(monitor_title(snap))
     draw_status(snap)
-    # MATLAB's layout, sized so that title, grid, curves, buttons and knobs fit a 1366x768 screen; presenting,
-    # the grid takes the larger part and the controls wait one click away
-    left, right = st.columns([1.4, 1] if presenting else [1, 1.3])
+    if not presenting:
+        st.progress(min(1.0, snap.iteration / snap.target), text=progress_text(snap))
     with left:
-        shown = draw_samples(snap, large=presenting)
-    with right:
-        scores = figure(snap, "scores")
-        if shown is not None:  # scrubbed back: the curves mark the grid's iteration (on this tab's own copy)
-            scores = go.Figure(scores).add_vline(x=shown, line=dict(color="#444", width=2))
-        st.plotly_chart(scores, key="scores", config={"displaylogo": False})
-        if presenting:
-            if snap.recognisable is not None:  # the progress line names it; presenting, it stands here
-                st.caption(mark_caption(snap))
-            if steer:
-                with st.popover("Controls: knobs, pause, step, stop", width="stretch"):
-                    draw_buttons(run, snap)
-                    draw_controls(run, snap)
-            draw_hints(snap)
-            return
+        draw_samples(snap, large=presenting)
+
+
+@st.fragment(run_every=STEERING_SECONDS)
+def draw_steering(below) -> None:
+    """The score chart and under it the buttons; into `below` the knobs, hints and more charts."""
+    run = registry().active_run()
+    if run is None:
+        return
+    snap = run.snapshot()
+    steer = is_presenter()  # the audience view: the grid, curves and hints, no controls
+    scores = figure(snap, "scores")
+    shown = scrubbed_to(snap)
+    if shown is not None:  # scrubbed back: the curves mark the grid's iteration (on this tab's own copy)
+        scores = go.Figure(scores).add_vline(x=shown, line=dict(color="#444", width=2))
+    st.plotly_chart(scores, key="scores", config={"displaylogo": False})
+    if st.session_state.get(PRESENTATION, False):
+        if snap.recognisable is not None:  # the progress line names it; presenting, it stands here
+            st.caption(mark_caption(snap))
         if steer:
-            draw_buttons(run, snap)
-    st.progress(min(1.0, snap.iteration / snap.target), text=progress_text(snap))
+            with st.popover("Controls: knobs, pause, step, stop", width="stretch"):
+                draw_buttons(run, snap)
+                draw_controls(run, snap)
+        draw_hints(snap)
+        return
     if steer:
-        draw_controls(run, snap)
-    draw_hints(snap)
-    draw_more_charts(snap)
+        draw_buttons(run, snap)
+    with below:
+        if steer:
+            draw_controls(run, snap)
+        draw_hints(snap)
+        draw_more_charts(snap)
 
 
 def progress_text(snap: Snapshot) -> str:
@@ -186,19 +220,18 @@ def draw_status(snap: Snapshot) -> None:
         st.caption(f"Starting on {snap.device} …")
 
 
-def draw_samples(snap: Snapshot, large: bool = False) -> int | None:
-    """The grid (or 2-D picture); with a slider through the saved grids. Returns the iteration scrubbed back to,
-    None while the picture follows the run."""
+def draw_samples(snap: Snapshot, large: bool = False) -> None:
+    """The grid (or 2-D picture); with a slider through the saved grids."""
     if snap.points is not None:
         layers = toy.layers_ui()
         st.plotly_chart(
             charts.points_figure(snap.points, layers), key="points", config={"displaylogo": False}
         )
         st.caption(toy.caption(snap.points, layers))
-        return None
+        return
     if snap.grid is None:
         st.caption("Generated Images appear after the first iteration.")
-        return None
+        return
     picture = st.container()  # above the slider, drawn once the slider has said which grid
     shown = scrub_ui(snap)
     # with the slider under it, the grid gives up the slider's height: the monitor still fits 1366x768
@@ -218,9 +251,9 @@ def draw_samples(snap: Snapshot, large: bool = False) -> int | None:
             path = RunFolder(snap.run_dir).grid_path(shown)
             st.image(saved_grid_png(str(path), path.stat().st_mtime_ns), width=width,
                      caption=f"Generated Images (iteration {shown}; the run is at {snap.iteration})")  # fmt: skip
-    return shown
 
 
+SCRUB_MOVED = "scrub-moved"  # set by the slider: the whole monitor redraws, the curves' mark with it
 SCRUB_STOPS = 200  # a slider's stops: finer than its pixels, and what every rerun sends stays small
 
 
@@ -261,6 +294,13 @@ def scrub_ui(snap: Snapshot) -> int | None:
 
 def _scrubbed(key: str) -> None:
     st.session_state[key + "-follow"] = st.session_state[key] == st.session_state.get(key + "-latest")
+    st.session_state[SCRUB_MOVED] = True
+
+
+def scrubbed_to(snap: Snapshot) -> int | None:
+    """The saved grid's iteration the slider was moved back to; None while the grid follows the run."""
+    key = f"scrub-{snap.run_dir.name}"
+    return None if st.session_state.get(key + "-follow", True) else st.session_state.get(key)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

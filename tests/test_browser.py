@@ -22,6 +22,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from dashboard import monitor
+
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium" if Path("/usr/bin/chromium").is_file() else shutil.which("chromium")
 if CHROMIUM is None:
@@ -143,6 +145,22 @@ def wait_until(predicate, timeout_s: float, interval_s: float = 0.2) -> bool:
     return predicate()
 
 
+def redraws_while_watching(page, seconds: float) -> tuple[int, int]:
+    """(times the monitor's heading changed, times Plotly drew the score chart) over `seconds` of watching."""
+    page.evaluate("""() => {
+        window.chartDraws = 0;
+        new MutationObserver(() => {
+            const chart = document.querySelector('.stPlotlyChart .js-plotly-plot');
+            if (chart && !chart.counted) { chart.counted = true; chart.on('plotly_afterplot', () => window.chartDraws++); }
+        }).observe(document.body, {childList: true, subtree: true});
+    }""")
+    seen, deadline = set(), time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        seen.add(page.get_by_text(HEADING).first.inner_text())
+        time.sleep(0.2)
+    return len(seen) - 1, page.evaluate("window.chartDraws")
+
+
 def save_monitor_screenshot(page) -> None:
     """docs/monitor.png: the main column from the monitor's heading down to the live-tuning row."""
     page.get_by_label("lr D", exact=True).blur()
@@ -213,6 +231,14 @@ def test_train_watch_tune_and_download_in_a_browser(app, page, tmp_path):
     first = iteration(page)
     assert wait_until(lambda: iteration(page) > first, 10), (
         f"the monitor's iteration stayed at {first} for 10 s: the heading does not update"
+    )
+
+    # the heading and grid redraw every second, the score chart (the browser's costliest redraw) every few
+    # seconds: Plotly draws it once or twice a rerun (12 draws in 9 s when it reran with the heading)
+    headings, redraws = redraws_while_watching(page, seconds=9)
+    assert headings >= 5 and 1 <= redraws <= 8, (
+        f"in 9 s the heading changed {headings} times and the score chart was drawn {redraws} times: expected the "
+        f"heading about every {monitor.REFRESH_SECONDS:g} s and the chart every {monitor.STEERING_SECONDS:g} s"
     )
 
     run_dirs = [p for p in runs.iterdir() if (p / "config.json").is_file()]

@@ -145,6 +145,12 @@ def wait_until(predicate, timeout_s: float, interval_s: float = 0.2) -> bool:
     return predicate()
 
 
+def in_view_box(locator) -> bool:
+    """Drawn, and wholly inside the laptop's screen without scrolling."""
+    box = locator.bounding_box()
+    return box is not None and box["y"] >= 0 and box["y"] + box["height"] <= VIEWPORT["height"]
+
+
 def redraws_while_watching(page, seconds: float) -> tuple[int, int]:
     """(times the monitor's heading changed, times Plotly drew the score chart) over `seconds` of watching."""
     page.evaluate("""() => {
@@ -221,11 +227,11 @@ def test_train_watch_tune_and_download_in_a_browser(app, page, tmp_path):
         "lr D": page.get_by_label("lr D", exact=True),
     }
     for what, locator in in_view.items():
-        # a refresh may be redrawing it (no box for a moment): measure it once it is drawn
-        wait_until(lambda locator=locator: locator.bounding_box() is not None, 5)
-        box = locator.bounding_box()
-        assert box and box["y"] >= 0 and box["y"] + box["height"] <= VIEWPORT["height"], (
-            f"{what} is not in view on a {VIEWPORT['width']}x{VIEWPORT['height']} screen after Start: {box}"
+        # a refresh may be redrawing it (no box for a moment, or a slider drawn before the grid shrinks to
+        # make room for it): measure it once it is drawn and the redraw is over
+        assert wait_until(lambda locator=locator: in_view_box(locator), 5), (
+            f"{what} is not in view on a {VIEWPORT['width']}x{VIEWPORT['height']} screen after Start: "
+            f"{locator.bounding_box()}"
         )
 
     first = iteration(page)
@@ -347,18 +353,21 @@ def settled(tab) -> None:
 
 def choose(page, label: str, option: str | re.Pattern, tries: int = 3) -> None:
     """Pick an option of the select box with this label (Streamlit's: click it open, click the option), once the
-    page has settled: mid-rerun a redrawn box and its stale copy stand side by side. Again if a rerun intervened."""
+    page has settled, and see the box show it: mid-rerun a redrawn box and its stale copy stand side by side, and
+    a click on the stale one is lost. Again if a rerun intervened."""
     box = page.locator('[data-testid="stSelectbox"]').filter(has=page.get_by_text(label, exact=True)).first
-    for attempt in range(tries):
+    wanted = option if isinstance(option, re.Pattern) else re.compile(f"^{re.escape(option)}")
+    for _ in range(tries):
         settled(page)
         try:
             box.click()
-            page.get_by_role("option", name=option).first.click(timeout=10_000)
-            return
+            page.get_by_role("option", name=wanted).first.click(timeout=10_000)
         except sync_api.TimeoutError:
-            if attempt == tries - 1:
-                raise
             page.keyboard.press("Escape")
+        if wait_until(lambda: wanted.search(box.locator("input").first.input_value()) is not None, 10):
+            settled(page)
+            return
+    pytest.fail(f"{label!r}: {option!r} not chosen after {tries} tries")
 
 
 def run_folders(runs: Path) -> set[Path]:
@@ -403,11 +412,9 @@ def test_the_tf_cdcgan_demo_on_fashion_mnist_shows_clothes_in_a_browser(app, pag
         "the grid": page.locator('[data-testid="stImage"] img').first,
         "the score chart": page.locator(".stPlotlyChart .js-plotly-plot").first,
     }
-    for what, locator in parts.items():  # drawn, and in view on the laptop's screen
-        assert wait_until(lambda locator=locator: locator.bounding_box() is not None, 5), f"no {what} drawn"
-        box = locator.bounding_box()
-        assert box["y"] >= 0 and box["y"] + box["height"] <= VIEWPORT["height"], (
-            f"{what} is out of view: {box}"
+    for what, locator in parts.items():  # drawn, and in view on the laptop's screen (once a redraw is over)
+        assert wait_until(lambda locator=locator: in_view_box(locator), 5), (
+            f"{what} is out of view: {locator.bounding_box()}"
         )
     visible(page.get_by_text(LATER_GRID), "A generated-images grid after iteration 1", 10)
     grid = parts["the grid"].bounding_box()

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 import pytest
-from test_browser import MAIN, ROOT, app, page, settled, sync_api, visible, wait_until  # noqa: F401  (fixtures)
+from test_browser import MAIN, ROOT, app, choose, page, settled, visible, wait_until  # noqa: F401  (fixtures)
 
 from dashboard.charts import ARROWS, MESH
 from dashboard.drawing import DRAW
@@ -21,22 +21,6 @@ pytestmark = pytest.mark.browser
 SHOW_S = 90
 SCREENSHOT_ITERATION = 800  # the moons taken shape (z of size 2, the ring preset's other settings)
 HEADING = re.compile(r"Epoch: \d+, Iteration: (\d+), Elapsed")
-
-
-def choose(tab, label: str, option: str, tries: int = 3) -> None:
-    """Pick `option` in the Streamlit selectbox labelled `label` (again, when a rerun redrew the list meanwhile)."""
-    box = tab.locator('[data-testid="stSelectbox"]').filter(has=tab.get_by_text(label, exact=True)).first
-    for attempt in range(tries):
-        settled(tab)
-        try:
-            box.click()
-            tab.get_by_role("option", name=re.compile(f"^{re.escape(option)}")).first.click(timeout=10_000)
-            break
-        except sync_api.TimeoutError:
-            if attempt == tries - 1:
-                raise
-            tab.keyboard.press("Escape")
-    settled(tab)
 
 
 def lasso(tab, x: float, y: float, size: float = 40) -> None:
@@ -103,7 +87,7 @@ def test_draw_train_and_watch_what_each_network_does(app, page):  # noqa: F811
     choose(page, "Preset", "ring")
     choose(page, "Data set", DRAW)
     choose(page, "Start from", "two moons")
-    visible(page.get_by_text(re.compile(r"^400 points, within")), "The drawing's check line", 30)
+    visible(page.get_by_text(re.compile(r"^400 points, within")), "The drawing's check line", 60)
     # an empty corner of the canvas: lattice points come in
     lasso_until(page, re.compile(r"^4[1-9]\d points, within"), "More points after a lasso")
     page.locator('[data-testid="stButtonGroup"]').get_by_text("erase", exact=True).click()

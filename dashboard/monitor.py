@@ -25,7 +25,7 @@ from .audience import is_presenter, require_presenter
 from .registry import registry
 
 REFRESH_SECONDS = 1.0  # the title, the progress line and the grid
-STEERING_SECONDS = 3.0  # the score chart, buttons, knobs and hints (a click redraws them at once)
+STEERING_SECONDS = 3.0  # the score chart, hints and the chart on demand
 PRESENTATION = "presentation"  # the toggle's key: the monitor for the front of a room
 LIVE = "Live tuning: a change applies at the next iteration and is marked on the curves."
 GRID_PIXELS = 420
@@ -120,20 +120,51 @@ def enlarged(grid: np.ndarray) -> np.ndarray:
 
 def draw_monitor() -> None:
     """MATLAB's layout, sized so that title, grid, curves, buttons and knobs fit a 1366x768 screen; presenting,
-    the grid takes the larger part and the controls wait one click away. Two fragments fill it: the title, the
-    progress line and the grid every second, the score chart with the controls every STEERING_SECONDS: each
-    redraw of a chart or a widget costs the browser, on a laptop the cores the run trains on (bench/watch.py)."""
-    if registry().active_run() is None:
+    the grid takes the larger part and the controls wait one click away. Each redraw of a chart or a widget
+    costs the browser, on a laptop the cores the run trains on (bench/watch.py), so each part redraws only as
+    often as it changes: the title, the progress line and the grid every REFRESH_SECONDS (draw_live), the
+    curves, hints and the chart on demand every STEERING_SECONDS (draw_curves); the buttons and knobs with the
+    page, which draw_live reruns when the run's status or knobs change (or a click does)."""
+    run = registry().active_run()
+    if run is None:
         await_run()
         return
+    snap = run.snapshot()
+    st.session_state[STEERED] = steering_key(snap)
     presenting = st.session_state.get(PRESENTATION, False)
+    steer = is_presenter()  # the audience view: the grid, curves and hints, no controls
     head = st.container()
     left, right = st.columns([1.4, 1] if presenting else [1, 1.3])
     below = st.container()
     with head:
         draw_live(left)
     with right:
-        draw_steering(below)
+        curves = st.container()
+        if presenting:
+            if snap.recognisable is not None:  # the progress line names it; presenting, it stands here
+                st.caption(mark_caption(snap))
+            if steer:
+                with st.popover("Controls: knobs, pause, step, stop", width="stretch"):
+                    draw_buttons(run, snap)
+                    draw_controls(run, snap)
+            notes = st.container()
+        else:
+            if steer:
+                draw_buttons(run, snap)
+            notes = below
+    if steer and not presenting:
+        with below:
+            draw_controls(run, snap)
+    with curves:
+        draw_curves(notes)
+
+
+STEERED = "steered"  # the steering key the buttons and knobs were last drawn for
+
+
+def steering_key(snap: Snapshot) -> tuple:
+    """What the buttons, knobs and the presenting mark caption show: a change redraws the page."""
+    return snap.status, snap.active, snap.knobs, snap.recognisable is not None
 
 
 @st.fragment(run_every=REFRESH_SECONDS)
@@ -145,11 +176,14 @@ def await_run() -> None:
 
 @st.fragment(run_every=REFRESH_SECONDS)
 def draw_live(left) -> None:
-    """The title, status and progress lines, and (into `left`) the grid with its scrub slider."""
+    """The title, status and progress lines, and (into `left`) the grid with its scrub slider. The whole page
+    redraws when the buttons and knobs are out of date, or the scrub slider moved (the curves mark its grid)."""
     run = registry().active_run()
-    if run is None or st.session_state.pop(SCRUB_MOVED, False):  # the curves mark a scrubbed grid at once
+    if run is None or st.session_state.pop(SCRUB_MOVED, False):
         st.rerun()
     snap = run.snapshot()
+    if steering_key(snap) != st.session_state.get(STEERED):
+        st.rerun()
     presenting = st.session_state.get(PRESENTATION, False)
     (st.title if presenting else st.subheader)(monitor_title(snap))
     draw_status(snap)
@@ -160,34 +194,21 @@ def draw_live(left) -> None:
 
 
 @st.fragment(run_every=STEERING_SECONDS)
-def draw_steering(below) -> None:
-    """The score chart and under it the buttons; into `below` the knobs, hints and more charts."""
+def draw_curves(notes) -> None:
+    """The score chart; into `notes` the hints and, under the knobs, the chart chosen on demand."""
     run = registry().active_run()
     if run is None:
         return
     snap = run.snapshot()
-    steer = is_presenter()  # the audience view: the grid, curves and hints, no controls
     scores = figure(snap, "scores")
     shown = scrubbed_to(snap)
     if shown is not None:  # scrubbed back: the curves mark the grid's iteration (on this tab's own copy)
         scores = go.Figure(scores).add_vline(x=shown, line=dict(color="#444", width=2))
     st.plotly_chart(scores, key="scores", config={"displaylogo": False})
-    if st.session_state.get(PRESENTATION, False):
-        if snap.recognisable is not None:  # the progress line names it; presenting, it stands here
-            st.caption(mark_caption(snap))
-        if steer:
-            with st.popover("Controls: knobs, pause, step, stop", width="stretch"):
-                draw_buttons(run, snap)
-                draw_controls(run, snap)
+    with notes:
         draw_hints(snap)
-        return
-    if steer:
-        draw_buttons(run, snap)
-    with below:
-        if steer:
-            draw_controls(run, snap)
-        draw_hints(snap)
-        draw_more_charts(snap)
+        if not st.session_state.get(PRESENTATION, False):
+            draw_more_charts(snap)
 
 
 def progress_text(snap: Snapshot) -> str:

@@ -123,8 +123,8 @@ def draw_monitor() -> None:
     the grid takes the larger part and the controls wait one click away. Each redraw of a chart or a widget
     costs the browser, on a laptop the cores the run trains on (bench/watch.py), so each part redraws only as
     often as it changes: the title, the progress line and the grid every REFRESH_SECONDS (draw_live), the
-    curves, hints and the chart on demand every STEERING_SECONDS (draw_curves); the buttons and knobs with the
-    page, which draw_live reruns when the run's status or knobs change (or a click does)."""
+    curves, hints and the chart on demand every STEERING_SECONDS (draw_curves); the buttons and knobs when
+    clicked (draw_steering) or with the page, which draw_live reruns when the run's status or knobs change."""
     run = registry().active_run()
     if run is None:
         await_run()
@@ -140,31 +140,41 @@ def draw_monitor() -> None:
         draw_live(left)
     with right:
         curves = st.container()
-        if presenting:
-            if snap.recognisable is not None:  # the progress line names it; presenting, it stands here
-                st.caption(mark_caption(snap))
-            if steer:
-                with st.popover("Controls: knobs, pause, step, stop", width="stretch"):
-                    draw_buttons(run, snap)
-                    draw_controls(run, snap)
-            notes = st.container()
-        else:
-            if steer:
-                draw_buttons(run, snap)
-            notes = below
-    if steer and not presenting:
-        with below:
-            draw_controls(run, snap)
+        if presenting and snap.recognisable is not None:  # the progress line names it; presenting, here
+            st.caption(mark_caption(snap))
+        if steer:
+            draw_steering(below)
+        notes = st.container() if presenting else below
     with curves:
         draw_curves(notes)
+
+
+@st.fragment
+def draw_steering(below) -> None:
+    """The buttons and (into `below`) the knobs; presenting, both in a popover. A click reruns this alone, not
+    the page (a page rerun would carry the scrub slider's position as the browser last reported it, a moved
+    slider to Streamlit); draw_live redraws the page once the click changed the run's status or knobs."""
+    run = registry().active_run()
+    if run is None:
+        return
+    snap = run.snapshot()
+    if st.session_state.get(PRESENTATION, False):
+        with st.popover("Controls: knobs, pause, step, stop", width="stretch"):
+            draw_buttons(run, snap)
+            draw_controls(run, snap)
+        return
+    draw_buttons(run, snap)
+    with below:
+        draw_controls(run, snap)
 
 
 STEERED = "steered"  # the steering key the buttons and knobs were last drawn for
 
 
 def steering_key(snap: Snapshot) -> tuple:
-    """What the buttons, knobs and the presenting mark caption show: a change redraws the page."""
-    return snap.status, snap.active, snap.knobs, snap.recognisable is not None
+    """What the buttons (a 2-D run's once its picture comes), knobs and the presenting mark caption show: a
+    change redraws the page."""
+    return snap.status, snap.active, snap.knobs, snap.recognisable is not None, snap.points is not None
 
 
 @st.fragment(run_every=REFRESH_SECONDS)

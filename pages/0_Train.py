@@ -32,7 +32,7 @@ def setup_ui(expanded: bool) -> None:
     st.rerun()  # the monitor comes into view
 
 
-page_setup("Train")
+page_setup("Train", monitor=True)
 active = registry().active_run()
 idle = active is None or not active.alive
 presenting = st.sidebar.toggle("Presentation view", key=PRESENTATION,

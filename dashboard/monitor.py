@@ -24,8 +24,10 @@ from . import charts, toy
 from .audience import is_presenter, require_presenter
 from .registry import registry
 
-REFRESH_SECONDS = 1.0  # the title, the progress line and the grid
-STEERING_SECONDS = 3.0  # the score chart, hints and the chart on demand
+REFRESH_SECONDS = (
+    2.0  # the title, the progress line and the grid (every redraw costs a laptop's run: watch.py)
+)
+STEERING_SECONDS = 6.0  # the score chart, hints and the chart on demand
 PRESENTATION = "presentation"  # the toggle's key: the monitor for the front of a room
 LIVE = "Live tuning: a change applies at the next iteration and is marked on the curves."
 GRID_PIXELS = 420
@@ -85,7 +87,7 @@ def _build(snap: Snapshot, name: str):
 
 
 def figure(snap: Snapshot, name: str):
-    """The named chart, shared by every tab: rebuilt when its data changed, at most once a second while it
+    """The named chart, shared by every tab: rebuilt when its data changed, at most once a REFRESH_SECONDS while it
     trains (a new quality measurement, a knob change or a new status shows at once)."""
     key = (str(snap.run_dir), name)
     data_key = (len(snap.history["iteration"]), len(snap.quality["iteration"]), len(snap.events), snap.status,

@@ -25,7 +25,7 @@ REFRESH_SECONDS = 3.0  # pages without the monitor; every rerun costs the browse
 
 def page_setup(title: str, monitor: bool = False) -> None:
     """The page's title and the sidebar. `monitor`: the page shows the live monitor, which tells the run's
-    progress every second; the sidebar then names the run and its status only, redrawn with the page (which the
+    progress every few seconds; the sidebar then names the run and its status only, redrawn with the page (which the
     monitor reruns when the status changes), not by a timer of its own."""
     st.set_page_config(page_title=f"{title} · GAN dashboard", page_icon="🎛️", layout="wide")
     with st.sidebar:

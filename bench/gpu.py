@@ -214,13 +214,11 @@ class QualityRuns:
     def _stop(self) -> None:
         """At the deadline, stop every run; one that has not yet trained (a loaded CPU still importing torch or
         loading the data) gets up to the step's cap to begin: a run stopped before it has nothing to judge."""
-        started = time.monotonic()
+        deadline = time.monotonic() + self.sizes.caps["quality"]
         for r in self.runs:
             if r.process is not None:
                 metrics = self.work / "runs" / f"{r.preset}-{r.dataset}" / "metrics.csv"
-                while not metrics.is_file() and r.process.poll() is None:
-                    if time.monotonic() - started > self.sizes.caps["quality"]:
-                        break
+                while not metrics.is_file() and r.process.poll() is None and time.monotonic() < deadline:
                     time.sleep(0.2)
                 code = r.process.poll()
                 code = stop(r.process) if code is None else code

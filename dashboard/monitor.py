@@ -24,9 +24,7 @@ from . import charts, toy
 from .audience import is_presenter, require_presenter
 from .registry import registry
 
-REFRESH_SECONDS = (
-    2.0  # the title, the progress line and the grid (every redraw costs a laptop's run: watch.py)
-)
+REFRESH_SECONDS = 2.0  # the title, the progress line and the grid (each redraw costs a laptop's run)
 STEERING_SECONDS = 6.0  # the score chart, hints and the chart on demand
 PRESENTATION = "presentation"  # the toggle's key: the monitor for the front of a room
 LIVE = "Live tuning: a change applies at the next iteration and is marked on the curves."
@@ -87,7 +85,7 @@ def _build(snap: Snapshot, name: str):
 
 
 def figure(snap: Snapshot, name: str):
-    """The named chart, shared by every tab: rebuilt when its data changed, at most once a REFRESH_SECONDS while it
+    """The named chart, shared by every tab: rebuilt when its data changed, at most every REFRESH_SECONDS while it
     trains (a new quality measurement, a knob change or a new status shows at once)."""
     key = (str(snap.run_dir), name)
     data_key = (len(snap.history["iteration"]), len(snap.quality["iteration"]), len(snap.events), snap.status,
@@ -191,10 +189,9 @@ def draw_live(left) -> None:
     """The title, status and progress lines, and (into `left`) the grid with its scrub slider. The whole page
     redraws when the buttons and knobs are out of date, or the scrub slider moved (the curves mark its grid)."""
     run = registry().active_run()
-    if run is None or st.session_state.pop(SCRUB_MOVED, False):
-        st.rerun()
-    snap = run.snapshot()
-    if steering_key(snap) != st.session_state.get(STEERED):
+    snap = run.snapshot() if run is not None else None
+    scrubbed = st.session_state.pop(SCRUB_MOVED, False)
+    if snap is None or scrubbed or steering_key(snap) != st.session_state.get(STEERED):
         st.rerun()
     presenting = st.session_state.get(PRESENTATION, False)
     (st.title if presenting else st.subheader)(monitor_title(snap))

@@ -117,7 +117,8 @@ def visible(locator, what: str, timeout_s: float) -> None:
     try:
         locator.first.wait_for(state="visible", timeout=timeout_s * 1000)
     except sync_api.TimeoutError:
-        pytest.fail(f"{what} did not appear within {timeout_s:g} s")
+        shown = locator.page.locator(MAIN).first.inner_text(timeout=5_000)[-1500:]
+        pytest.fail(f"{what} did not appear within {timeout_s:g} s; the page showed:\n{shown}")
 
 
 def iteration(page) -> int:

@@ -21,6 +21,7 @@ pytestmark = pytest.mark.browser
 SHOW_S = 90
 SCREENSHOT_ITERATION = 800  # the moons taken shape (z of size 2, the ring preset's other settings)
 HEADING = re.compile(r"Epoch: \d+, Iteration: (\d+), Elapsed")
+CHECK_LINE = re.compile(r"^(\d+) points, within")
 
 
 def lasso(tab, x: float, y: float, size: float = 40) -> None:
@@ -36,15 +37,22 @@ def lasso(tab, x: float, y: float, size: float = 40) -> None:
     tab.mouse.up()
 
 
-def lasso_until(tab, shown: re.Pattern, what: str, tries: int = 3) -> None:
-    """Lasso the canvas's lower right corner until `shown` is on the page (a lasso drawn while the page
-    redraws the chart may go unseen)."""
+def drawn_count(tab) -> int:
+    """The number of points the drawing's check line ('N points, within ±...') reports; -1 while it is not shown."""
+    line = tab.get_by_text(CHECK_LINE)
+    match = CHECK_LINE.search(line.first.inner_text()) if line.count() else None
+    return int(match.group(1)) if match else -1
+
+
+def lasso_until(tab, counted, what: str, tries: int = 3) -> None:
+    """Lasso the canvas's lower right corner until the check line's count satisfies `counted` (a lasso drawn
+    while the page redraws the chart may go unseen)."""
     for _ in range(tries):
         settled(tab)
         lasso(tab, 0.8, 0.8)
-        if wait_until(lambda: tab.get_by_text(shown).count() > 0, 15):
+        if wait_until(lambda: counted(drawn_count(tab)), 15):
             return
-    pytest.fail(f"{what}: not seen after {tries} lassos")
+    pytest.fail(f"{what}: not seen after {tries} lassos (the check line counts {drawn_count(tab)})")
 
 
 def set_number(tab, label: str, value: str) -> None:
@@ -87,12 +95,14 @@ def test_draw_train_and_watch_what_each_network_does(app, page):  # noqa: F811
     choose(page, "Preset", "ring")
     choose(page, "Data set", DRAW)
     choose(page, "Start from", "two moons")
-    visible(page.get_by_text(re.compile(r"^400 points, within")), "The drawing's check line", 60)
+    visible(page.get_by_text(CHECK_LINE), "The drawing's check line", 60)
+    drawn = drawn_count(page)  # the shape's 400 points (a stray click on the canvas would add one)
+    assert drawn >= 400
     # an empty corner of the canvas: lattice points come in
-    lasso_until(page, re.compile(r"^4[1-9]\d points, within"), "More points after a lasso")
+    lasso_until(page, lambda n: n > drawn, "More points after a lasso")
     page.locator('[data-testid="stButtonGroup"]').get_by_text("erase", exact=True).click()
     # the same corner: the points drawn there go
-    lasso_until(page, re.compile(r"^400 points, within"), "The drawing as it was after erasing")
+    lasso_until(page, lambda n: n == drawn, "The drawing as it was after erasing")
     page.get_by_text("More settings").click()
     set_number(page, "Latent size z", "2")
     set_number(page, "Iterations", "100000")

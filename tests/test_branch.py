@@ -6,8 +6,10 @@ import os
 
 import numpy as np
 import pytest
+import torch
 from conftest import tiny_images
 from test_cli import cli
+from torch import nn
 
 from gan_core.config import ConfigError
 from gan_core.engine.presets import resolve
@@ -158,3 +160,21 @@ def test_a_branch_from_the_end_of_a_finished_run_goes_as_far_again_by_default(tm
     early = plan.branch(parent.path, 10, data=tiny_images())
     early.release()
     assert (early.start_iteration, early.config.iterations) == (10, 30)  # before the end: the parent's target
+
+
+def test_a_checkpoint_of_an_earlier_design_is_refused_by_name(tmp_path):
+    """dcgan28's D had a batch norm after its first convolution until 2026-12-07: a run saved then cannot train
+    on (its D does not fit), and says so in one line instead of torch's list of unexpected keys."""
+    parent = trained(tmp_path, arch="dcgan28", iterations=20, checkpoint_every=20, width=0.25)
+    for path in (parent.path / "checkpoints").glob("*.pt"):
+        state = torch.load(path, weights_only=True)
+        channels = state["trainer"]["discriminator"]["features.0.weight"].shape[0]
+        old_norm = nn.BatchNorm2d(channels).state_dict()
+        state["trainer"]["discriminator"] |= {f"features.1.{k}": v for k, v in old_norm.items()}
+        torch.save(state, path)
+    with pytest.raises(ConfigError, match="parent's discriminator was built by an earlier design of dcgan28"):
+        plan.branch(parent.path, 20, data=tiny_images())
+    with pytest.raises(
+        ConfigError, match="earlier design of dcgan28 .* samples, evaluation and exports still work"
+    ):
+        plan.resume(parent.path, iterations=40)

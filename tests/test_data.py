@@ -381,6 +381,14 @@ def test_toy_points_around_their_modes(name):
     assert torch.equal(data._load_toy(name)(0, Path("."), False).x, toy.x)  # the same fixed set every time
 
 
+def test_spread_is_what_the_networks_standardise_points_by():
+    shift, scale = load_dataset("grid").spread()
+    assert max(map(abs, shift)) < 0.05 and scale == pytest.approx(8**0.5, rel=0.01)  # {-4 .. 4}^2: variance 8
+    shift, scale = load_dataset("ring").spread()
+    assert max(map(abs, shift)) < 0.05 and scale == pytest.approx(2**0.5, rel=0.01)  # radius 2
+    assert load_dataset("digits").spread() == ((0.0, 0.0), 1.0)  # images: not used
+
+
 # ---- transforms, registry and cache
 
 

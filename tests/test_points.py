@@ -12,6 +12,7 @@ from conftest import cli
 from gan_core.config import DataError
 from gan_core.engine import points
 from gan_core.engine.data import data_facts, dataset_kind, load_dataset
+from gan_core.folder.run_folder import RunFolder
 
 
 @pytest.mark.parametrize("name", list(points.SHAPES))
@@ -105,6 +106,11 @@ def test_run_keeps_its_points(tmp_path):
     assert code == 0, err
     code, _, err = cli("sample", run, "--n", 40, "--out", tmp_path / "s.npy")
     assert code == 0 and np.load(tmp_path / "s.npy").shape == (40, 2)
+    spec = RunFolder.open(run).load_checkpoint("cpu")["spec"]  # the networks work in the drawing's own units
+    assert spec["point_scale"] == pytest.approx(
+        float(np.sqrt(((drawn - drawn.mean(0)) ** 2).mean())), rel=1e-4
+    )
+    assert np.allclose(spec["point_shift"], drawn.mean(0), atol=1e-5)
     code, out, err = cli("evaluate", run, "--json", "--device", "cpu")
     report = json.loads(out)
     assert code == 0 and err == "" and report["iteration"] == 30

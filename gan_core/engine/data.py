@@ -62,6 +62,15 @@ class Data:
     def facts(self) -> DataFacts:
         return DataFacts(self.name, len(self), self.y is not None)
 
+    def spread(self) -> tuple[tuple[float, ...], float]:
+        """2-D points: their mean (x, y) and their spread about it (root-mean-square over both coordinates, at
+        least 1e-3), the units the networks work in (models.Standardise); images: (0, 0) and 1."""
+        if not self.points:
+            return (0.0, 0.0), 1.0
+        x = self.x.double()
+        mean = x.mean(0)
+        return tuple(mean.tolist()), max(1e-3, float((x - mean).pow(2).mean().sqrt()))
+
     def real_points(self, n: int = 500) -> torch.Tensor:
         """2-D data: n real points spread along the set (drawn behind the generated ones)."""
         return self.x[:: max(1, len(self) // n)][:n]

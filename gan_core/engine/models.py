@@ -22,6 +22,9 @@ class ModelSpec:
     data_shape: tuple[int, ...]  # (C, H, W) for images, (2,) for 2-D points
     num_classes: int  # K (>= 1)
     width: float = 1.0  # every hidden layer's filters or units, as a multiple of the reference design's
+    # 2-D points: the data's mean (x, y) and spread; the mlp networks work in (x - shift) / scale (Standardise)
+    point_shift: tuple[float, ...] = (0.0, 0.0)
+    point_scale: float = 1.0
 
     def units(self, reference: int) -> int:
         """A hidden layer's filters or units: the reference design's count times `width`, at least 1."""
@@ -86,6 +89,30 @@ class EmbeddingInput(nn.Module):
 
     def forward(self, z, labels):
         return z * self.embedding(require_labels(labels))
+
+
+class Standardise(nn.Module):
+    """2-D points in the data's units -> (x - shift) / scale, the units the networks work in; inverse=True maps
+    the generator's output back: inputs standardised, as any network's should be. In the grid's raw units (+-4)
+    G split each coordinate into a negative and a positive half and left the modes at 0 empty (seed 0: 15/25
+    modes; standardised 20/25; seeds 1 and 2 25/25 either way, bench/README.md).
+
+    shift and scale are saved with the weights; a checkpoint from before them loads as the identity it was
+    trained with."""
+
+    def __init__(self, shift: tuple[float, ...], scale: float, inverse: bool = False):
+        super().__init__()
+        self.inverse = inverse
+        self.register_buffer("shift", torch.tensor(shift, dtype=torch.float32))
+        self.register_buffer("scale", torch.tensor(float(scale)))
+
+    def forward(self, x):
+        return x * self.scale + self.shift if self.inverse else (x - self.shift) / self.scale
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        state_dict.setdefault(prefix + "shift", torch.zeros_like(self.shift))
+        state_dict.setdefault(prefix + "scale", torch.ones_like(self.scale))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 class ScaledSigmoid(nn.Module):
@@ -159,17 +186,20 @@ def mlp_generator(spec: ModelSpec) -> nn.Module:
         nn.Linear(spec.z_dim, h), nn.ReLU(),  # (B, 256)
         nn.Linear(h, h), nn.ReLU(),  # (B, 256)
         nn.Linear(h, size),  # (B, C*H*W) or (B, 2)
-        # images end in tanh ([-1, 1]); 2-D points are unbounded (the grid toy spans [-4, 4]): linear
-        nn.Tanh() if len(spec.data_shape) > 1 else nn.Identity(),
+        # images end in tanh ([-1, 1]); 2-D points are unbounded (the grid toy spans [-4, 4]): linear, mapped
+        # from standardised units to the data's
+        nn.Tanh() if len(spec.data_shape) > 1 else Standardise(spec.point_shift, spec.point_scale, inverse=True),
     )  # fmt: skip
     return Generator(layers, spec.data_shape)
 
 
 def mlp_discriminator(spec: ModelSpec) -> nn.Module:
     h = spec.units(256)
+    size = math.prod(spec.data_shape)
     features = nn.Sequential(
-        nn.Flatten(),  # (B, C*H*W) or (B, 2)
-        nn.Linear(math.prod(spec.data_shape), h), lrelu(),  # (B, 256)
+        # (B, C*H*W) or (B, 2 * pack): pack points (x, y) side by side, each standardised
+        nn.Flatten() if len(spec.data_shape) > 1 else Standardise(spec.point_shift * (size // 2), spec.point_scale),
+        nn.Linear(size, h), lrelu(),  # (B, 256)
         nn.Linear(h, h), lrelu(),  # (B, 256)
     )  # fmt: skip
     return Discriminator(features, nn.Linear(h, 1))  # (B, 1)
@@ -195,13 +225,19 @@ def dcgan28_generator(spec: ModelSpec, name: str = "dcgan28") -> nn.Module:
 def dcgan28_discriminator(spec: ModelSpec, first: int | None = None, name: str = "dcgan28") -> nn.Module:
     channels = image_channels(spec, 28, name)
     c, dense = spec.units(64), spec.units(1024)
+    published = first is not None
     first = first or c
     features = nn.Sequential(
         # CNTK's tutorial gives this conv a single filter (Convolution2D(dkernel, 1)), so all D sees passes
         # through one 12x12 map; we read it as a slip (the next conv is 64 wide) and use 64. Measured on digits
         # (bench/quality.py, 10 min): one filter 0.41 recognisable, classifier FD 956; 64 filters 0.63, FD 236.
-        # `dcgan28-cntk` keeps the tutorial's single filter (first=1).
-        nn.Conv2d(channels, first, 5, stride=2), nn.BatchNorm2d(first), lrelu(),  # (B, 64, 12, 12)
+        # It also normalises that conv's output per batch, and a batch is all real or all generated: D cannot
+        # see that a generated batch is too bright or too dark as a whole. DCGAN (Radford et al.) leaves D's
+        # input layer without batch norm; so do we (cntk-dcgan-demo on digits, 1,200 iterations: classifier
+        # FD 95 -> 39, recognisable 0.52 -> 0.77 of real; bench/README.md). `dcgan28-cntk` keeps the tutorial's
+        # single filter and its batch norm (first=1).
+        nn.Conv2d(channels, first, 5, stride=2),
+        nn.BatchNorm2d(first) if published else nn.Identity(), lrelu(),  # (B, 64, 12, 12)
         nn.Conv2d(first, c, 5, stride=2), nn.BatchNorm2d(c), lrelu(),  # (B, 64, 4, 4)
         nn.Flatten(), nn.Linear(c * 4 * 4, dense), nn.BatchNorm1d(dense), lrelu(),  # (B, 1024)
     )  # fmt: skip

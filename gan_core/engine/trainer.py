@@ -83,7 +83,10 @@ class Trainer:
         self.config, self.data, self.device = config, data, device
         self.rank, self.world = (replicas.rank, replicas.world) if replicas else (0, 1)
         self.arch, self.loss = ARCHS[config.arch], LOSSES[config.loss]
-        self.spec = spec = ModelSpec(config.z_dim, data.data_shape, data.num_classes, config.width)
+        shift, scale = data.spread()
+        self.spec = spec = ModelSpec(
+            config.z_dim, data.data_shape, data.num_classes, config.width, shift, scale
+        )
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
             generator, discriminator = build_models(config.arch, spec, config.pack)

@@ -23,6 +23,7 @@ from ..config import (
 )
 from ..engine.data import Data, data_for
 from ..engine.devices import resolve_device
+from ..engine.models import ModelSpec, build_models
 from ..engine.points import npy_bytes, read_points
 from ..engine.presets import check_compatible, check_data
 from ..folder import milestone, storage
@@ -355,3 +356,14 @@ def _check_fits(checkpoint: dict, data: Data, folder: RunFolder) -> None:
             f"{folder.name}'s networks were built for data of shape {tuple(spec['data_shape'])} in "
             f"{spec['num_classes']} classes; {data.name} now has shape {data.data_shape} in {data.num_classes}"
         )
+    arch, pack = checkpoint["config"]["arch"], checkpoint["config"].get("pack", 1)
+    networks = build_models(arch, ModelSpec(**{**spec, "data_shape": tuple(spec["data_shape"])}), pack)
+    for name, network in zip(("generator", "discriminator"), networks, strict=True):
+        try:
+            network.load_state_dict(checkpoint["trainer"][name])
+        except RuntimeError:  # the design changed since (dcgan28's D lost its first batch norm on 2026-12-07)
+            still = "; its samples, evaluation and exports still work" if name == "discriminator" else ""
+            raise ConfigError(
+                f"{folder.name}'s {name} was built by an earlier design of {arch} than this version's: it cannot "
+                f"train on here{still}"
+            ) from None

@@ -143,6 +143,11 @@ def more_ui(values: dict, s: dict, k: str) -> None:
                                      index=AUGMENTS.index(s["augment"]),
                                      help="Shift (and cut a square out of) real and generated images alike before "
                                      "D sees them: with little data, D cannot memorise it. Images only.")  # fmt: skip
+    values["ema"] = c2.number_input("Average of G's weights (EMA decay)", value=float(s["ema"]), step=0.001,
+                                    format="%.4f", key=k + "ema",
+                                    help="The grid, the metrics and the exports show a moving average of G's "
+                                    "weights, with this decay per G update: steadier samples while G still swings. "
+                                    "0: G's own weights.")  # fmt: skip
     # Clipping belongs to the wasserstein loss: for any other, greyed out and unused.
     wasserstein = values["loss"] == "wasserstein"
     clip = c2.number_input("Weight clipping (wasserstein)", value=float(s["clip_value"] or 0.0), step=0.005,

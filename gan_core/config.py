@@ -112,6 +112,11 @@ class RunConfig:
     pack: int = setting(1)
     # DiffAugment on every D input: "translation" or "translation+cutout" (images)
     augment: str = setting("none")
+    ema: float = setting(
+        0.0,
+        "show, measure and export samples of a moving average of G's weights, with this decay per G update "
+        "(0: G's own weights)",
+    )
     clip_value: float | None = setting(None)  # critic weight clipping (wasserstein only)
     hflip: bool = False  # random horizontal flip of real images
     sample_every: int = setting(100)
@@ -155,6 +160,7 @@ class RunConfig:
         check_range("g_steps", self.g_steps, 1, 10, integer=True)
         check_range("width", self.width, 0.0625, 4)
         check_range("pack", self.pack, 1, 8, integer=True)
+        check_range("ema", self.ema, 0, 0.9999)
         check_choice("augment", self.augment, AUGMENTS)
         if self.clip_value is not None:
             check_range("clip_value", self.clip_value, 0, 10, low_open=True)

@@ -20,6 +20,8 @@ TRAIN = {
     "--augment": (str, None), "--eval-every": (int, None), "--width": (float, None), "--data-dir": (str, None),
     "--precision": (str, None), "--compile": (str, None),
     "--nproc": (int, "processes that train the run together, under torchrun (one GPU each on CUDA); default 1"),
+    "--ema": (float, "show, measure and export samples of a moving average of G's weights, with this decay per G "
+                     "update (0: G's own weights)"),
 }  # fmt: skip
 SWITCHES = {
     "--channels-last": "image networks' weights and batches in channels-last (NHWC) layout",

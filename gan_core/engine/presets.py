@@ -262,7 +262,7 @@ PRESETS["pytorch-mlp-published"] = {
 DEMO_SUFFIX = "-demo"
 DEMO_CHANGES: dict[str, dict] = {
     "pytorch-mlp": dict(beta1=0.5, lr_g=5e-4, lr_d=5e-4, pack=2, iterations=30_000, eval_every=1000),
-    "cntk-dcgan": dict(width=0.25, batch_size=64, augment="translation", lr_g=5e-4, lr_d=5e-4, iterations=5000, eval_every=150),
+    "cntk-dcgan": dict(width=0.25, batch_size=64, augment="translation", lr_g=5e-4, lr_d=5e-4, ema=0.995, iterations=5000, eval_every=150),
     "tf-cdcgan": dict(width=0.25, batch_size=64, lr_g=1e-3, lr_d=1e-3, iterations=5000, eval_every=150),
 }  # fmt: skip
 

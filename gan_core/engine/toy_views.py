@@ -41,7 +41,7 @@ def manifold(trainer: Trainer, size: int = MESH_SIZE) -> np.ndarray:
     z1, z2 = torch.meshgrid(axis, axis, indexing="ij")
     z = torch.zeros(size * size, trainer.config.z_dim, device=trainer.device)
     z[:, 0], z[:, 1] = z1.flatten(), z2.flatten()
-    generator = trainer.generator
+    generator = trainer.shown_generator
     generator.eval()
     try:
         out = generator(z, None)

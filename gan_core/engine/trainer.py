@@ -9,7 +9,8 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ..config import Knobs, RunConfig
 from .augment import augment
@@ -91,6 +92,12 @@ class Trainer:
             torch.manual_seed(config.seed)
             generator, discriminator = build_models(config.arch, spec, config.pack)
         self.generator, self.discriminator = generator.to(device), discriminator.to(device)
+        # the moving average of G's weights (and of its batch-norm statistics), updated after each G update
+        self.ema = None
+        if config.ema:
+            self.ema = AveragedModel(
+                self.generator, multi_avg_fn=get_ema_multi_avg_fn(config.ema), use_buffers=True
+            )
         self._images_last = config.channels_last and len(data.data_shape) == 3
         if self._images_last:  # before the replicas take the weights; 4-D weights only
             for net in (self.generator, self.discriminator):
@@ -225,6 +232,8 @@ class Trainer:
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_g.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.generator)
         for p in self.d_params:
             p.requires_grad_(True)
         return loss.detach().float()
@@ -269,14 +278,21 @@ class Trainer:
 
     # ---- samples
 
+    @property
+    def shown_generator(self) -> nn.Module:
+        """The generator whose samples are shown, measured and exported: the moving average of G's weights when
+        the run keeps one (config.ema), else G itself."""
+        return self.generator if self.ema is None else self.ema.module
+
     @torch.no_grad()
     def sample_fixed(self) -> Tensor:
         """Generator output (CPU float) for the fixed latents, BN in inference mode."""
-        self.generator.eval()
+        generator = self.shown_generator
+        generator.eval()
         try:
-            return self.generator(self.fixed_z, self.fixed_labels).float().cpu()
+            return generator(self.fixed_z, self.fixed_labels).float().cpu()
         finally:
-            self.generator.train()
+            generator.train()
 
     @torch.no_grad()
     def decision_field(self, bounds: float, size: int = 64) -> Tensor:
@@ -296,6 +312,7 @@ class Trainer:
     def state_dict(self) -> dict:
         return {
             "generator": self.generator.state_dict(),
+            "generator_ema": None if self.ema is None else self.ema.state_dict(),
             "discriminator": self.discriminator.state_dict(),
             "opt_g": self.opt_g.state_dict(),
             "opt_d": self.opt_d.state_dict(),
@@ -313,6 +330,8 @@ class Trainer:
         """Continue from a state_dict; returns a note when the random stream could not be carried over."""
         self.generator.load_state_dict(state["generator"])
         self.discriminator.load_state_dict(state["discriminator"])
+        if self.ema is not None and state.get("generator_ema") is not None:  # else it starts again from G
+            self.ema.load_state_dict(state["generator_ema"])
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
         self.perm = state["perm"].to(self.device)

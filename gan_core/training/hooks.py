@@ -165,7 +165,7 @@ class QualityHook(Hook):
                 self._unavailable(exc)
                 return
         if self.monitor.ready:
-            values = self.monitor.measure(loop.trainer.generator)
+            values = self.monitor.measure(loop.trainer.shown_generator)
             loop.recorder.add_quality(step.iteration, values)
             self._mark(loop, step.iteration, values)
 

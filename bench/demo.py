@@ -65,7 +65,8 @@ def child(preset: str, dataset: str, cap: float, every: float, threads: int | No
         clock = time.monotonic() - began - paused
         if clock >= next_mark or clock >= cap:
             stopped = time.monotonic()
-            generator = loop.trainer.generator
+            # what the monitor shows: the moving average of G where the run keeps one (--ema)
+            generator = loop.trainer.shown_generator
             with torch.no_grad():
                 generator.eval()
                 samples = generator(z, labels)

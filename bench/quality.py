@@ -133,7 +133,7 @@ def live_cost(preset: str, device: str, runs_dir: Path, repeats: int = 7) -> str
     began = time.thread_time()
     monitor.prepare()  # the classifier (trained the first time), the reference's radii, torchmetrics' import
     prepared = time.thread_time() - began
-    generator, evaluator = loop.trainer.generator, monitor.evaluator
+    generator, evaluator = loop.trainer.shown_generator, monitor.evaluator
     with torch.no_grad():
         generator.eval()
         features, _ = evaluator.features(generator(monitor.z, monitor.labels))

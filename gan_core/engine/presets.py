@@ -228,7 +228,8 @@ PRESETS: dict[str, dict] = {
     # (cosine) decay finds 25 for some seeds, but with one D update per G update D stays flat (scores 0.5 / 0.5)
     # for the first ~3,500 iterations while the points spread over the square, then G settles on the rows from
     # the border inward and, for 2 of 3 seeds here, never fills the middle row (20/25; D marks it real, no point
-    # goes there). Two D updates per G update let D resolve the modes while the points are still spread: 25/25.
+    # goes there). Two D updates per G update let D resolve the modes while the points are still spread, and with
+    # the points standardised (models.Standardise) seeds 1 and 2 find 25/25, seed 0 20/25 (bench/README.md).
     "ring": _toy("ring", "", lr_schedule="staircase", iterations=6000),
     "grid": _toy(
         "grid",
@@ -258,7 +259,8 @@ PRESETS["pytorch-mlp-published"] = {
 # Sample quality is measured about every 5 s of a laptop's training (a few % of it), so that the monitor marks
 # the moment the samples become recognisable when it comes. Each is offered as `PRESET-demo` (the form's "Demo
 # setting" toggle): the preset with these changes (cntk-dcgan's also cuts out squares on the 1,797 digits, where
-# translation alone let its samples collapse and recover).
+# translation alone let its samples collapse and recover; and shows the average of G's weights, whose classifier FD
+# on digits held at 1.1-1.4x the floor where G's own swung between 3x and 8x).
 DEMO_SUFFIX = "-demo"
 DEMO_CHANGES: dict[str, dict] = {
     "pytorch-mlp": dict(beta1=0.5, lr_g=5e-4, lr_d=5e-4, pack=2, iterations=30_000, eval_every=1000),

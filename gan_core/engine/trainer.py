@@ -64,6 +64,14 @@ class Replicas(NamedTuple):
     wrap: Callable[[torch.nn.Module], torch.nn.Module]
 
 
+def moving_average(generator: nn.Module, decay: float) -> AveragedModel | None:
+    """The moving average of G's weights and batch-norm statistics (config.ema), updated after each G update with
+    this decay; None for 0."""
+    if not decay:
+        return None
+    return AveragedModel(generator, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
 class Trainer:
     """Owns the models, optimisers, data and random state of one run; `iteration()` trains one step.
 
@@ -84,20 +92,14 @@ class Trainer:
         self.config, self.data, self.device = config, data, device
         self.rank, self.world = (replicas.rank, replicas.world) if replicas else (0, 1)
         self.arch, self.loss = ARCHS[config.arch], LOSSES[config.loss]
-        shift, scale = data.spread()
         self.spec = spec = ModelSpec(
-            config.z_dim, data.data_shape, data.num_classes, config.width, shift, scale
+            config.z_dim, data.data_shape, data.num_classes, config.width, *data.spread()
         )
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
             generator, discriminator = build_models(config.arch, spec, config.pack)
         self.generator, self.discriminator = generator.to(device), discriminator.to(device)
-        # the moving average of G's weights (and of its batch-norm statistics), updated after each G update
-        self.ema = None
-        if config.ema:
-            self.ema = AveragedModel(
-                self.generator, multi_avg_fn=get_ema_multi_avg_fn(config.ema), use_buffers=True
-            )
+        self.ema = moving_average(self.generator, config.ema)
         self._images_last = config.channels_last and len(data.data_shape) == 3
         if self._images_last:  # before the replicas take the weights; 4-D weights only
             for net in (self.generator, self.discriminator):

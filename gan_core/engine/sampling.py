@@ -52,10 +52,9 @@ def load_sampler(run_dir: str | Path, device: str | torch.device = "cpu") -> Sam
         spec = ModelSpec(**{**state["spec"], "data_shape": tuple(state["spec"]["data_shape"])})
         generator, _ = build_models(config.arch, spec)
         generator.load_state_dict(state["trainer"]["generator"])
+        # a run that showed and measured the moving average of G's weights: so do its exports
         average = state["trainer"].get("generator_ema")
-        if (
-            average is not None
-        ):  # the run showed and measured the moving average of G's weights: so do its exports
+        if average is not None:
             generator.load_state_dict(
                 {k.removeprefix("module."): v for k, v in average.items() if k != "n_averaged"}
             )

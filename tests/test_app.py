@@ -221,6 +221,18 @@ def test_width_from_the_form_reaches_the_run(runs_dir):
     assert wait_for(lambda: run.iteration >= 2)  # the half-width networks train
 
 
+def test_the_average_of_g_from_the_form_reaches_the_run(runs_dir):
+    at = train_page()
+    at.number_input(key="form-pytorch-mlp-ema").set_value(1.0).run()
+    assert any("ema 1.0 is out of range: allowed [0, 0.9999]" in e.value for e in at.error)
+    assert at.button(key="start").disabled
+    at.number_input(key="form-pytorch-mlp-ema").set_value(0.9).run()
+    at.button(key="start").click().run()
+    run = registry().active_run()
+    assert run is not None and run.config.ema == 0.9
+    assert wait_for(lambda: run.iteration >= 2)
+
+
 def test_checkpoints_kept_from_the_form_reach_the_run(runs_dir):
     at = train_page()
     at.number_input(key="form-pytorch-mlp-keep").set_value(0).run()

@@ -95,7 +95,7 @@ class Standardise(nn.Module):
     """2-D points in the data's units -> (x - shift) / scale, the units the networks work in; inverse=True maps
     the generator's output back: inputs standardised, as any network's should be. In the grid's raw units (+-4)
     G split each coordinate into a negative and a positive half and left the modes at 0 empty (seed 0: 15/25
-    modes; standardised 20/25; seeds 1 and 2 25/25 either way, bench/README.md).
+    modes); standardised, the grid preset finds 25/25 for seeds 0, 1 and 2 (bench/README.md).
 
     shift and scale are saved with the weights; a checkpoint from before them loads as the identity it was
     trained with."""

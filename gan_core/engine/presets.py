@@ -224,19 +224,16 @@ PRESETS: dict[str, dict] = {
         },
     },
     # Measured with bench/quality.py: a decaying rate lets the points settle on each mode. On the grid a plain
-    # discriminator finds only 6-9 of the 25 modes; judging pairs of samples (PacGAN) with a slower
-    # (cosine) decay finds 25 for some seeds, but with one D update per G update D stays flat (scores 0.5 / 0.5)
-    # for the first ~3,500 iterations while the points spread over the square, then G settles on the rows from
-    # the border inward and, for 2 of 3 seeds here, never fills the middle row (20/25; D marks it real, no point
-    # goes there). Two D updates per G update let D resolve the modes while the points are still spread, and with
-    # the points standardised (models.Standardise) seeds 1 and 2 find 25/25, seed 0 20/25 (bench/README.md).
+    # discriminator finds only 6-9 of the 25 modes; judging pairs of samples (PacGAN) with a slower (cosine) decay
+    # finds 25 for some seeds. In the grid's raw units (+-4) G then left whole rows or columns empty for 2 of 3
+    # seeds (15-20/25), with one D update per G update or two; with the points standardised (models.Standardise)
+    # seeds 0, 1 and 2 find 25/25 with one (bench/README.md).
     "ring": _toy("ring", "", lr_schedule="staircase", iterations=6000),
     "grid": _toy(
         "grid",
-        ", discriminator on pairs (PacGAN), 2 D updates per G update",
+        ", discriminator on pairs (PacGAN)",
         lr_schedule="cosine",
         pack=2,
-        d_iters=2,
         iterations=30_000,
     ),
 }

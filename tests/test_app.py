@@ -209,28 +209,23 @@ def test_check_puts_each_data_refusal_beside_its_widget(tmp_path):
     }
 
 
-def test_width_from_the_form_reaches_the_run(runs_dir):
+@pytest.mark.parametrize(
+    ("field", "bad", "refusal", "good"),
+    [
+        ("width", 0.01, "width 0.01 is out of range: allowed [0.0625, 4]", 0.5),  # half-width networks
+        ("ema", 1.0, "ema 1.0 is out of range: allowed [0, 0.9999]", 0.9),  # the average of G's weights
+    ],
+)
+def test_a_number_from_the_form_is_checked_then_reaches_the_run(runs_dir, field, bad, refusal, good):
     at = train_page()
-    at.number_input(key="form-pytorch-mlp-width").set_value(0.01).run()
-    assert any("width 0.01 is out of range: allowed [0.0625, 4]" in e.value for e in at.error)
+    at.number_input(key=f"form-pytorch-mlp-{field}").set_value(bad).run()
+    assert any(refusal in e.value for e in at.error)
     assert at.button(key="start").disabled
-    at.number_input(key="form-pytorch-mlp-width").set_value(0.5).run()
+    at.number_input(key=f"form-pytorch-mlp-{field}").set_value(good).run()
     at.button(key="start").click().run()
     run = registry().active_run()
-    assert run is not None and run.config.width == 0.5
-    assert wait_for(lambda: run.iteration >= 2)  # the half-width networks train
-
-
-def test_the_average_of_g_from_the_form_reaches_the_run(runs_dir):
-    at = train_page()
-    at.number_input(key="form-pytorch-mlp-ema").set_value(1.0).run()
-    assert any("ema 1.0 is out of range: allowed [0, 0.9999]" in e.value for e in at.error)
-    assert at.button(key="start").disabled
-    at.number_input(key="form-pytorch-mlp-ema").set_value(0.9).run()
-    at.button(key="start").click().run()
-    run = registry().active_run()
-    assert run is not None and run.config.ema == 0.9
-    assert wait_for(lambda: run.iteration >= 2)
+    assert run is not None and getattr(run.config, field) == good
+    assert wait_for(lambda: run.iteration >= 2)  # and it trains
 
 
 def test_checkpoints_kept_from_the_form_reach_the_run(runs_dir):

@@ -51,13 +51,13 @@ def load_sampler(run_dir: str | Path, device: str | torch.device = "cpu") -> Sam
     try:
         spec = ModelSpec(**{**state["spec"], "data_shape": tuple(state["spec"]["data_shape"])})
         generator, _ = build_models(config.arch, spec)
-        generator.load_state_dict(state["trainer"]["generator"])
         # a run that showed and measured the moving average of G's weights: so do its exports
         average = state["trainer"].get("generator_ema")
-        if average is not None:
-            generator.load_state_dict(
-                {k.removeprefix("module."): v for k, v in average.items() if k != "n_averaged"}
-            )
+        generator.load_state_dict(
+            state["trainer"]["generator"]
+            if average is None
+            else {k.removeprefix("module."): v for k, v in average.items() if k != "n_averaged"}
+        )
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(

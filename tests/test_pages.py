@@ -4,6 +4,8 @@ import base64
 import io
 import json
 import shutil
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -487,3 +489,12 @@ def test_pages_survive_a_run_log_of_unforeseen_shape(runs, path):
     at = page(path)
     listed = any("cannot be listed" in e.value for e in at.error)  # the listing failed, said so; or else
     assert listed or (not at.error and (at.dataframe or at.image))  # the page shows what it can read
+
+
+def test_the_pages_import_pandas_whole_before_any_figure():
+    """Plotly takes pandas from sys.modules on its first figure: it must be whole by then, not half-imported by a
+    replaced script thread (dashboard/__init__.py)."""
+    code = "import sys, dashboard; assert hasattr(sys.modules['pandas'], 'Series')"
+    done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr

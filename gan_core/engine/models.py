@@ -26,6 +26,11 @@ class ModelSpec:
     point_shift: tuple[float, ...] = (0.0, 0.0)
     point_scale: float = 1.0
 
+    @classmethod
+    def saved(cls, spec: dict) -> "ModelSpec":
+        """The spec a checkpoint saved (its `asdict`), shapes as tuples again."""
+        return cls(**{**spec, "data_shape": tuple(spec["data_shape"])})
+
     def units(self, reference: int) -> int:
         """A hidden layer's filters or units: the reference design's count times `width`, at least 1."""
         return max(1, round(reference * self.width))

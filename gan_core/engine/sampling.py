@@ -49,7 +49,7 @@ def load_sampler(run_dir: str | Path, device: str | torch.device = "cpu") -> Sam
     config, _ = folder.read_config()
     state = folder.load_checkpoint(device)
     try:
-        spec = ModelSpec(**{**state["spec"], "data_shape": tuple(state["spec"]["data_shape"])})
+        spec = ModelSpec.saved(state["spec"])
         generator, _ = build_models(config.arch, spec)
         # a run that showed and measured the moving average of G's weights: so do its exports
         average = state["trainer"].get("generator_ema")

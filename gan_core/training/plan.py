@@ -357,7 +357,7 @@ def _check_fits(checkpoint: dict, data: Data, folder: RunFolder) -> None:
             f"{spec['num_classes']} classes; {data.name} now has shape {data.data_shape} in {data.num_classes}"
         )
     arch, pack = checkpoint["config"]["arch"], checkpoint["config"].get("pack", 1)
-    networks = build_models(arch, ModelSpec(**{**spec, "data_shape": tuple(spec["data_shape"])}), pack)
+    networks = build_models(arch, ModelSpec.saved(spec), pack)
     for name, network in zip(("generator", "discriminator"), networks, strict=True):
         try:
             network.load_state_dict(checkpoint["trainer"][name])

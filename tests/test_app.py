@@ -315,7 +315,7 @@ def test_choosing_a_data_set_the_preset_is_tuned_for_shows_its_values_there(runs
     assert at.number_input(key="form-pytorch-mlp-lr_g").value == 2e-4  # pytorch-mlp on digits
     at.selectbox(key="form-pytorch-mlp-dataset").set_value("fashion-mnist").run()
     assert at.number_input(key="form-pytorch-mlp-fashion-mnist-lr_g").value == 5e-4  # ... on Fashion-MNIST
-    assert at.number_input(key="form-pytorch-mlp-fashion-mnist-ema").value == 0.9995
+    assert at.number_input(key="form-pytorch-mlp-fashion-mnist-ema").value == 0.9998
     at.selectbox(key="form-pytorch-mlp-dataset").set_value("digits").run()
     assert at.number_input(key="form-pytorch-mlp-lr_g").value == 2e-4
 

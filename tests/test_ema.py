@@ -24,26 +24,23 @@ def weights(net) -> list[torch.Tensor]:
 
 
 def test_the_shown_generator_is_the_moving_average_of_g():
-    """After each G update e = d * e + (1 - d) * w (the first copies w), parameters and batch-norm statistics
-    alike; G itself trains as without it."""
+    """After the n-th G update e = d * e + (1 - d) * w with d = min(decay, (1 + n) / (10 + n)) (the first copies w),
+    parameters and batch-norm statistics alike; G itself trains as without it."""
     config, knobs = dcgan(ema=DECAY)
     trainer = Trainer(config, knobs, tiny_images(), torch.device("cpu"))
     expected = None
-    for it in (1, 2, 3):
+    for n, it in enumerate(range(1, 11)):
         trainer.iteration(knobs, it)
         now = weights(trainer.generator)
-        expected = (
-            now
-            if expected is None
-            else [DECAY * e + (1 - DECAY) * w for e, w in zip(expected, now, strict=True)]
-        )
+        d = min(DECAY, (1 + n) / (10 + n))  # warming up: 1/10, 2/11, ... until 8/17 < 0.5 < 9/18
+        expected = now if expected is None else [d * e + (1 - d) * w for e, w in zip(expected, now, strict=True)]
     shown = weights(trainer.shown_generator)
     assert trainer.shown_generator is not trainer.generator
     assert all(torch.allclose(s, e, atol=1e-6) for s, e in zip(shown, expected, strict=True))
     assert any(not torch.allclose(s, w) for s, w in zip(shown, weights(trainer.generator), strict=True))
     plain_config, _ = dcgan()
     plain = Trainer(plain_config, knobs, tiny_images(), torch.device("cpu"))
-    for it in (1, 2, 3):
+    for it in range(1, 11):
         plain.iteration(knobs, it)
     assert plain.shown_generator is plain.generator
     assert all(

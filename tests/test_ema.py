@@ -33,7 +33,9 @@ def test_the_shown_generator_is_the_moving_average_of_g():
         trainer.iteration(knobs, it)
         now = weights(trainer.generator)
         d = min(DECAY, (1 + n) / (10 + n))  # warming up: 1/10, 2/11, ... until 8/17 < 0.5 < 9/18
-        expected = now if expected is None else [d * e + (1 - d) * w for e, w in zip(expected, now, strict=True)]
+        expected = (
+            now if expected is None else [d * e + (1 - d) * w for e, w in zip(expected, now, strict=True)]
+        )
     shown = weights(trainer.shown_generator)
     assert trainer.shown_generator is not trainer.generator
     assert all(torch.allclose(s, e, atol=1e-6) for s, e in zip(shown, expected, strict=True))

@@ -78,7 +78,8 @@ def moving_average(generator: nn.Module, decay: float) -> AveragedModel | None:
             for a, c in zip(averaged, current, strict=True):
                 a.copy_(c)
             return
-        weight = 1 - torch.clamp((1 + n) / (10 + n), max=decay).to(averaged[0].dtype)  # on the device: no sync
+        # a tensor on the device, so that no update waits for the host
+        weight = 1 - torch.clamp((1 + n) / (10 + n), max=decay).to(averaged[0].dtype)
         torch._foreach_lerp_(averaged, current, [weight] * len(averaged))
 
     return AveragedModel(generator, multi_avg_fn=update, use_buffers=True)

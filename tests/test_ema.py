@@ -32,7 +32,7 @@ def test_the_shown_generator_is_the_moving_average_of_g():
     for n, it in enumerate(range(1, 11)):
         trainer.iteration(knobs, it)
         now = weights(trainer.generator)
-        d = min(DECAY, (1 + n) / (10 + n))  # warming up: 1/10, 2/11, ... until 8/17 < 0.5 < 9/18
+        d = min(DECAY, (1 + n) / (10 + n))  # warming up: 2/11, 3/12, ... 8/17, then 0.5
         expected = (
             now if expected is None else [d * e + (1 - d) * w for e, w in zip(expected, now, strict=True)]
         )
